@@ -1,0 +1,177 @@
+"""Pipeline throughput: N invoices through enqueue -> stamp -> stamped, against a serial loop.
+
+    python -m bench.pipeline [--count 2000] [--latency-ms 300] [--workers 2] [--concurrency 12]
+
+The pipeline run starts a LocalStack (the Finkok and SIF sandboxes, Celery workers and the
+beat as processes), on PostgreSQL + Redis when they answer (else the embedded SQLite +
+filesystem broker), with the Finkok sandbox answering after --latency-ms. It enqueues the
+invoices through intake and times until every one is `stamped` (SIF delivery runs too).
+
+The baseline is what a cron job would do: one stamp call after another through the same
+Finkok client, against a fresh sandbox with the same latency, on the first --serial-count
+of the same invoices (the serial rate is per call, so a sample measures it; running 2,000
+calls at 300 ms one by one would take ten minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from worker.stack import LocalStack, wait_until
+
+console = Console()
+
+
+def make_invoices(count: int) -> list[bytes]:
+    from worker.cfdi.factory import build_invoice
+
+    return [build_invoice(folio=str(i)) for i in range(count)]
+
+
+def servers(postgres_url: str, redis_url: str) -> tuple[str, str, object] | None:
+    """A throwaway PostgreSQL database and a flushed Redis db, when both answer."""
+    import psycopg
+    import redis
+    from sqlalchemy.engine import make_url
+
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).flushdb()
+        base = make_url(postgres_url)
+        admin = psycopg.connect(base.set(drivername="postgresql").render_as_string(False),
+                                autocommit=True, connect_timeout=3)
+    except Exception as exc:  # noqa: BLE001 - any failure means "use the embedded default"
+        console.print(f"[yellow]servers not reachable ({type(exc).__name__}); embedded default[/]")
+        return None
+    name = f"billing_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    return base.set(database=name).render_as_string(False), redis_url, (admin, name)
+
+
+def run_pipeline(
+    xmls: list[bytes], args: argparse.Namespace, data_dir: Path
+) -> tuple[float, float, str]:
+    """invoices/s until all are stamped, and until SIF has all their OKs."""
+    from worker.celery_app import create_app, publish_stamp
+    from worker.db.models import Invoice, Notification
+    from worker.db.session import create_db_engine, session_factory
+    from worker.invoices.intake import submit
+
+    backend = servers(args.postgres_url, args.redis_url) if not args.embedded else None
+    stack = LocalStack(
+        data_dir,
+        database_url=backend[0] if backend else "",
+        broker_url=backend[1] if backend else "",
+        workers=args.workers,
+        concurrency=args.concurrency,
+        notify_concurrency=args.notify_concurrency,
+        finkok_config={"latency_ms": args.latency_ms},
+        settings_env={"BILLING_DATABASE_POOL_SIZE": "2", "BILLING_SWEEP_INTERVAL_S": "5"},
+    )
+    label = "PostgreSQL + Redis" if backend else "SQLite + filesystem broker"
+    try:
+        stack.start()
+        settings = stack.settings()
+        app = create_app(settings)
+        engine = create_db_engine(settings.database_url)
+        sessions = session_factory(engine)
+
+        def stamped() -> int:
+            with sessions() as s:
+                return s.scalar(select(func.count()).select_from(Invoice)
+                                .where(Invoice.state == "stamped")) or 0
+
+        time.sleep(3)  # let the workers connect before the clock starts
+        start = time.perf_counter()
+        for i, xml in enumerate(xmls):
+            submit(sessions, xml, empresa_ref_id="E-bench", reference=f"B{i}",
+                   publish=lambda invoice_id: publish_stamp(app, invoice_id))
+        if not wait_until(lambda: stamped() == len(xmls), args.timeout, interval_s=0.25):
+            raise SystemExit(f"only {stamped()} of {len(xmls)} stamped in {args.timeout} s; "
+                             f"logs in {stack.logs}")
+        rate = len(xmls) / (time.perf_counter() - start)
+
+        def delivered() -> int:
+            with sessions() as s:
+                return s.scalar(select(func.count()).select_from(Notification)
+                                .where(Notification.state == "delivered")) or 0
+
+        wait_until(lambda: delivered() == len(xmls), args.timeout, interval_s=0.25)
+        delivered_rate = delivered() / (time.perf_counter() - start)
+        double = stack.finkok_stats()["totals"].get("double_stamped_documents", 0)
+        engine.dispose()
+        if double:
+            raise SystemExit(f"{double} documents stamped twice")
+        return rate, delivered_rate, label
+    finally:
+        stack.stop()
+        if backend:
+            admin, name = backend[2]  # type: ignore[misc]
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+
+
+def run_serial(xmls: list[bytes], latency_ms: float) -> float:
+    from worker.finkok.client import FinkokClient
+    from worker.sandbox.finkok import FinkokSandbox
+
+    with FinkokSandbox(latency_ms=latency_ms) as sandbox, FinkokClient(
+        sandbox.url, "sandbox@example.com", "sandbox"
+    ) as client:
+        start = time.perf_counter()
+        for xml in xmls:
+            assert client.stamp(xml).has_stamp
+        return len(xmls) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=12, help="processes per worker")
+    parser.add_argument("--notify-concurrency", type=int, default=2,
+                        help="processes of a dedicated SIF-notification worker (0: shared)")
+    parser.add_argument("--serial-count", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--embedded", action="store_true", help="force SQLite + filesystem broker")
+    parser.add_argument("--data-dir", default="", help="keep the stack's data and logs here")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--redis-url", default=os.environ.get(
+        "BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    xmls = make_invoices(args.count)
+    console.print(f"sealed {len(xmls)} invoices in {time.perf_counter() - t0:.1f} s")
+    serial = run_serial(xmls[: args.serial_count], args.latency_ms)
+    console.print(f"serial loop: {serial:.2f} invoices/s over {min(args.serial_count, len(xmls))} calls")
+    if args.data_dir:
+        rate, delivered, label = run_pipeline(xmls, args, Path(args.data_dir))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            rate, delivered, label = run_pipeline(xmls, args, Path(tmp))
+
+    table = Table("run", "invoices", "invoices/s", title=f"Finkok latency {args.latency_ms:g} ms")
+    table.add_row(f"pipeline to stamped ({label}, {args.workers}×{args.concurrency} processes)",
+                  str(len(xmls)), f"{rate:.1f}")
+    table.add_row(f"pipeline to SIF delivered (+ notifier ×{args.notify_concurrency})",
+                  str(len(xmls)), f"{delivered:.1f}")
+    table.add_row("serial loop (one call after another)", str(min(args.serial_count, len(xmls))),
+                  f"{serial:.2f}")
+    console.print(table)
+    print(f"RESULT invoices_per_s={rate:.1f} serial_per_s={serial:.2f} ratio={rate / serial:.1f} "
+          f"delivered_per_s={delivered:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""SifClient over real HTTP against the SIF sandbox: headers, path, overrides, errors, secrecy."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+
+from worker.sandbox.sif import SifSandbox
+from worker.sif.client import (
+    MAX_BODY_TEXT_BYTES,
+    SifClient,
+    SifConfigError,
+    SifConnectionError,
+    SifTimeout,
+    resolve_target,
+)
+from worker.sif.payload import build_nok
+from worker.sif.schema import SifBodyError
+
+from .conftest import EMPRESA, SECRET, make_settings
+
+INVOICE_ID = "6f1c2a7e-4b7d-4c1e-9a55-0d2f3b1e8c90"
+
+
+def nok(reference: str = "0016921514") -> dict[str, object]:
+    return build_nok(reference=reference, invoice_id=INVOICE_ID, pedidoga="p1",
+                     errors=[{"code": "301", "message": "XML mal formado", "kind": "permanent"}])
+
+
+def test_put_reaches_the_documented_path_with_the_documented_headers(
+    sif: SifSandbox, client: SifClient
+) -> None:
+    body = nok()
+    response = client.put_status(EMPRESA, body)
+    assert response.status_code == 204 and response.body_text == ""
+    assert response.duration_ms >= 0
+    [seen] = sif.received()
+    assert seen["empresa_ref_id"] == EMPRESA
+    assert seen["secret_ok"] is True
+    assert seen["generator_id"] == "SIF_TEST"
+    assert seen["content_type"] == "application/json"
+    assert seen["body"] == body
+    assert client.url_for(EMPRESA) == f"{sif.url}/empresas/{EMPRESA}/documents/billing/status"
+
+
+def test_one_pooled_connection_is_reused(sif: SifSandbox, client: SifClient) -> None:
+    for i in range(3):
+        assert client.put_status(EMPRESA, nok(f"R{i}")).status_code == 204
+    assert len({r["peer_port"] for r in sif.received()}) == 1
+
+
+def test_empresa_ref_id_is_quoted_as_one_segment(sif: SifSandbox, client: SifClient) -> None:
+    assert client.put_status("ACME SA?x=1#y", nok()).status_code == 204
+    assert sif.received()[0]["empresa_ref_id"] == "ACME SA?x=1#y"
+    assert "/empresas/ACME%20SA%3Fx%3D1%23y/documents" in client.url_for("ACME SA?x=1#y")
+
+
+@pytest.mark.parametrize("bad", ["a/b", "../x", "..", ".", "", "  ", "a\\b", "a\nb"])
+def test_unsafe_empresa_ref_ids_are_refused_before_sending(
+    sif: SifSandbox, client: SifClient, bad: str
+) -> None:
+    with pytest.raises(SifConfigError, match="empresaRefId"):
+        client.put_status(bad, nok())
+    assert sif.received() == []
+
+
+def test_an_invalid_body_is_never_sent(sif: SifSandbox, client: SifClient) -> None:
+    body = nok()
+    body["errorDatosFiscales"] = False
+    with pytest.raises(SifBodyError, match="errorDatosFiscales"):
+        client.put_status(EMPRESA, body)
+    assert sif.received() == []
+
+
+def test_per_empresa_overrides_choose_base_secret_and_generator(sif: SifSandbox) -> None:
+    with SifSandbox(secret="second-sif-secret-91b2") as other:
+        settings = make_settings(sif.url, sif_overrides={
+            "E2": {"base_url": other.url, "secret": "second-sif-secret-91b2", "generator_id": "GEN_2"},
+            "E3": {"generator_id": "GEN_3"},
+        })
+        with SifClient(settings) as client:
+            for empresa in ("E1", "E2", "E3"):
+                assert client.put_status(empresa, nok()).status_code == 204
+        assert [(r["empresa_ref_id"], r["generator_id"], r["secret_ok"]) for r in sif.received()] == [
+            ("E1", "SIF_TEST", True), ("E3", "GEN_3", True),
+        ]
+        assert [(r["empresa_ref_id"], r["generator_id"], r["secret_ok"]) for r in other.received()] == [
+            ("E2", "GEN_2", True),
+        ]
+        target = resolve_target(settings, "E2")
+        assert "second-sif-secret" not in repr(target)
+
+
+def test_override_typos_are_refused_without_echoing_values(sif: SifSandbox) -> None:
+    settings = make_settings(sif.url, sif_overrides={"E2": {"secrte": "typo-secret-value-123"}})
+    with pytest.raises(SifConfigError, match=r"sif_overrides\['E2'\]: unknown keys \['secrte'\]") as info:
+        SifClient(settings)
+    assert "typo-secret-value-123" not in str(info.value)
+
+
+def test_answer_text_is_truncated_to_2kb(sif: SifSandbox, client: SifClient) -> None:
+    sif.configure(faults=["503"], error_message="x" * 10_000)
+    response = client.put_status(EMPRESA, nok())
+    assert response.status_code == 503
+    assert len(response.body_text.encode()) == MAX_BODY_TEXT_BYTES
+    assert response.body_text.startswith('{"error": {"code": 503')
+
+
+def test_timeout_is_our_own_exception_without_the_secret(sif: SifSandbox) -> None:
+    sif.configure(faults=["hang"], hang_s=5)
+    with SifClient(make_settings(sif.url, sif_read_timeout_s=0.2)) as client:
+        with pytest.raises(SifTimeout) as info:
+            client.put_status(EMPRESA, nok())
+    assert "ReadTimeout" in str(info.value)
+    assert 150 <= info.value.duration_ms < 2000
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_connection_refused_is_our_own_exception_without_the_secret() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/mcs/sif"
+    with SifClient(make_settings(url)) as client:
+        with pytest.raises(SifConnectionError) as info:
+            client.put_status(EMPRESA, nok())
+    assert "ConnectError" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_dropped_connection_is_a_connection_error(sif: SifSandbox, client: SifClient) -> None:
+    sif.configure(faults=["drop"])
+    with pytest.raises(SifConnectionError, match="RemoteProtocolError"):
+        client.put_status(EMPRESA, nok())
+    assert sif.statuses(EMPRESA, "0016921514") == ["NOK"]  # SIF committed it anyway
+
+
+def test_secret_never_reaches_logs_or_reprs(
+    sif: SifSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # root: httpx, httpcore.* and ours at DEBUG
+    settings = make_settings(sif.url, sif_read_timeout_s=0.2)
+    with SifClient(settings) as client:
+        client.put_status(EMPRESA, nok())
+        sif.configure(faults=["hang", "503"], hang_s=2)
+        with pytest.raises(SifTimeout):
+            client.put_status(EMPRESA, nok())
+        client.put_status(EMPRESA, nok())
+        assert SECRET not in repr(client)
+    with SifClient(make_settings(sif.url, sif_secret="wrong-secret-abc123")) as wrong:
+        assert wrong.put_status(EMPRESA, nok()).status_code == 401
+    names = {r.name for r in caplog.records}
+    assert {"httpx", "httpcore.http11", "httpcore.connection"} <= names  # DEBUG really on
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "send_request_headers" in text
+    assert SECRET not in text and "wrong-secret-abc123" not in text
+    assert SECRET not in repr(settings) and SECRET not in str(settings.masked())
+
+
+def test_a_library_that_echoed_the_secret_would_be_masked(
+    sif: SifSandbox, client: SifClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway echoing our headers would put them in httpcore's DEBUG response-header
+    line; the filter masks a registered secret whatever logger line carries it."""
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpcore.http11").debug(
+        "receive_response_headers.complete return_value=%r", [(b"secret", SECRET.encode())]
+    )
+    logging.getLogger("httpx").info("echo %s", SECRET)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert SECRET not in text
+    assert text.count("********") == 2

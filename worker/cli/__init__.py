@@ -1,0 +1,29 @@
+"""The `billing` command: one entry point for operators and integrators."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.cli import api, db, enqueue, run, settings_cmd
+from worker.cli import flower_cmd, invoices, repair, stats_cmd
+
+app = typer.Typer(
+    name="billing",
+    help="Queue-driven CFDI 4.0 billing worker: stamp through Finkok, report to SIF.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # never print settings (secrets) in a traceback
+)
+app.command("config")(settings_cmd.show_config)
+app.add_typer(db.app, name="db")
+app.command("enqueue")(enqueue.enqueue)
+app.command("worker")(run.worker)
+app.command("beat")(run.beat)
+app.command("sandbox")(run.sandbox)
+app.command("demo")(run.demo)
+app.command("api")(api.serve)
+app.add_typer(api.keys_app, name="api-keys")
+app.add_typer(invoices.app, name="invoices")
+app.command("reprocess")(repair.reprocess)
+app.command("resend")(repair.resend)
+app.command("stats")(stats_cmd.stats)
+app.command("flower")(flower_cmd.flower)

@@ -1,0 +1,98 @@
+"""`billing worker`, `billing beat`, `billing sandbox`, `billing demo`: running things."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.cli.context import Context, console, err_console
+
+
+def worker(
+    concurrency: int = typer.Option(4, "-c", "--concurrency", help="Worker processes."),
+    queues: str = typer.Option("stamp,notify,maintenance", "-Q", "--queues"),
+    loglevel: str = typer.Option(None, "--loglevel", help="Default: BILLING_LOG_LEVEL."),
+    name: str = typer.Option(None, "-n", "--hostname", help="Node name, e.g. w1@%h."),
+) -> None:
+    """Run a Celery worker for the stamp, notify and maintenance queues."""
+    from worker.logging import configure_logging
+    from worker.tasks import create_worker_app
+
+    settings = Context().settings
+    configure_logging(settings)
+    app = create_worker_app(settings)
+    argv = ["worker", "-P", "prefork", "-c", str(concurrency), "-Q", queues,
+            "--loglevel", loglevel or settings.log_level]
+    if name:
+        argv += ["-n", name]
+    app.worker_main(argv)
+
+
+def beat(loglevel: str = typer.Option(None, "--loglevel")) -> None:
+    """Run the beat: the sweeper and the pending-at-SAT poller on their schedule."""
+    from worker.logging import configure_logging
+    from worker.tasks import create_worker_app
+
+    settings = Context().settings
+    configure_logging(settings)
+    app = create_worker_app(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel or settings.log_level,
+               "-s", str(settings.data_dir / "celerybeat-schedule")])
+
+
+def sandbox(
+    which: str = typer.Argument(..., help="finkok or sif"),
+    port: int = typer.Option(None, "--port"),
+) -> None:
+    """Run the local Finkok (port 8701) or SIF (port 8702) sandbox in the foreground."""
+    if which == "finkok":
+        from worker.sandbox.finkok import main as finkok_main
+
+        finkok_main(["--port", str(port or 8701)])
+    elif which == "sif":
+        from worker.sandbox.sif import main as sif_main
+
+        raise typer.Exit(sif_main(["--port", str(port or 8702)]) or 0)
+    else:
+        err_console.print("sandbox must be 'finkok' or 'sif'")
+        raise typer.Exit(2)
+
+
+def demo(
+    count: int = typer.Option(20, "--count", "-n", min=1, help="How many invoices."),
+    data_dir: Path = typer.Option(Path("var/demo"), "--data-dir", help="Wiped and reused."),
+    timeout: float = typer.Option(0, "--timeout", help="Seconds to wait (0: 90 + 0.5 per invoice)."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the stack up after."),
+) -> None:
+    """Run the whole mission end to end on the embedded defaults; exit 0 only if every
+    invoice settled as its scenario expects and SIF heard each outcome once."""
+    from worker.demo import SCENARIOS, run_demo
+
+    timeout_s = timeout or 90 + 0.5 * count
+    console.print(f"demo: {count} invoices ({len(SCENARIOS)} special scenarios), data in {data_dir}")
+    os.environ.setdefault("BILLING_LOG_LEVEL", "INFO")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        result = run_demo(count, data_dir, timeout_s=timeout_s, progress=progress,
+                          keep_running=keep_running)
+
+    from worker.demo import summary
+
+    table = Table("scenario", "n", "expected", "final", "SIF", "Finkok calls (first)",
+                  title=f"billing demo: {count} invoices settled in {result.seconds:.1f} s")
+    for row in summary(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"Finkok sandbox: {result.new_stamps} stamps issued, "
+                  f"{result.double_stamped} documents stamped twice")
+    console.print(f"PDFs SIF received: {result.pdf_dir}  ({len(list(result.pdf_dir.glob('*.pdf')))} files)")
+    if not result.ok:
+        for problem in result.problems:
+            err_console.print(f"[red]✗[/red] {problem}")
+        raise typer.Exit(1)
+    console.print("[green]✓ every invoice settled as expected; SIF holds each outcome[/green]")

@@ -1,0 +1,34 @@
+"""Finkok (PAC) SOAP client, typed results, error catalog and our own WSDL files."""
+
+from worker.finkok.client import CancelFolio, FinkokClient
+from worker.finkok.errors import (
+    FinkokAmbiguous,
+    FinkokBadResponse,
+    FinkokError,
+    FinkokFault,
+    FinkokNotSent,
+    FinkokTransportError,
+    Kind,
+    classify,
+    exception_kind,
+    stamp_result_kind,
+)
+from worker.finkok.results import Incidencia, QueryPendingResult, StampResult
+
+__all__ = [
+    "CancelFolio",
+    "FinkokAmbiguous",
+    "FinkokBadResponse",
+    "FinkokClient",
+    "FinkokError",
+    "FinkokFault",
+    "FinkokNotSent",
+    "FinkokTransportError",
+    "Incidencia",
+    "Kind",
+    "QueryPendingResult",
+    "StampResult",
+    "classify",
+    "exception_kind",
+    "stamp_result_kind",
+]

@@ -1,0 +1,369 @@
+"""Outbox delivery to SIF: plain functions over a session factory and a SifClient.
+
+``deliver`` runs three short transactions and never holds one open across the PUT:
+
+1. claim the row (queued|retry_wait due, or sending with an expired lease -> sending);
+2. read the invoice and notification (then build and validate the body, no transaction);
+3. after the PUT: record a DeliveryAttempt and settle the row, fenced by the lease owner.
+
+A crash between the PUT and step 3 leaves the row ``sending`` with a lease; once the
+lease expires the sweeper finds it (``due_notifications``) and it is sent again. SIF
+answers that resend 204 (it took the same status again) or 409 (it already holds the
+OK): both settle the row as delivered, and SIF holds one OK.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, not_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.db.claims import claim_notification, transition_notification
+from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
+from worker.db.session import session_factory
+from worker.invoices.states import NotificationState
+from worker.settings import Settings
+from worker.sif.client import (
+    SifClient,
+    SifConfigError,
+    SifTimeout,
+    SifTransportError,
+)
+from worker.sif.payload import PayloadError, body_for
+from worker.sif.policy import CONNECTION, TIMEOUT, decide, is_transient
+from worker.sif.redact import redact
+from worker.sif.schema import SifBodyError, validate_body
+
+log = logging.getLogger("worker.invoices.notify")
+
+# A DeliveryAttempt whose error starts with this was refused before any byte was sent.
+NOT_SENT = "not sent: "
+RESEND_ACTION = "resend"
+
+SessionSource = Engine | sessionmaker[Session]
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one ``deliver`` call did.
+
+    ``result``: delivered / already_held / unauthorized / bad_request / not_found /
+    exhausted / http_<code> / retry_* (row in retry_wait) / invalid_request / build_error
+    (never sent) / not_claimed (not due, or someone else holds it) / lease_lost (our lease
+    was taken over while we sent; the attempt is recorded, the row left to the new owner).
+    """
+
+    notification_id: str
+    result: str
+    state: NotificationState | None = None
+    status_code: int | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.state in (NotificationState.DELIVERED, NotificationState.FAILED)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int | None
+    body_text: str | None
+    duration_ms: int
+    error: str | None
+    transport_error: str | None
+
+
+class ResendError(ValueError):
+    """The notification (or invoice) cannot be resent now."""
+
+
+def _factory(source: SessionSource) -> sessionmaker[Session]:
+    return session_factory(source) if isinstance(source, Engine) else source
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(timezone.utc)
+
+
+def deliver(
+    source: SessionSource,
+    notification_id: str,
+    *,
+    client: SifClient,
+    settings: Settings,
+    owner: str,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> DeliveryOutcome:
+    """Claim one outbox row, PUT its body to SIF, record the attempt and settle the row.
+
+    ``now`` pins the clock for the whole call (tests); without it the claim uses the time
+    at the start and the settlement the time after the answer. A database error after
+    the PUT propagates and leaves the row ``sending``: its lease expiry recovers it.
+    """
+    clock_fixed = now is not None
+    now = _utc(now)
+    rng = rng or random.Random()
+    factory = _factory(source)
+
+    with factory.begin() as session:
+        if not claim_notification(
+            session, notification_id, owner=owner, lease_s=settings.claim_lease_s, now=now
+        ):
+            return DeliveryOutcome(notification_id, "not_claimed")
+
+    with factory.begin() as session:
+        notification = session.get(Notification, notification_id)
+        invoice = session.get(Invoice, notification.invoice_id) if notification else None
+        session.expunge_all()  # keep the loaded values readable after the commit
+    if notification is None or invoice is None:  # deleted under us: nothing to send
+        return DeliveryOutcome(notification_id, "not_claimed")
+
+    try:
+        body = body_for(invoice, notification, type_=settings.sif_type)
+        validate_body(body)
+        client.url_for(invoice.empresa_ref_id)  # path-safe empresaRefId, resolvable target
+    except (PayloadError, SifBodyError, SifConfigError) as exc:
+        log.error("SIF notification %s not sent, its request is invalid: %s", notification_id, exc)
+        return _settle_unsent(factory, notification_id, "invalid_request", str(exc), owner, now)
+    except Exception as exc:  # a bug in building the body (PDF, extraction...): no retry storm
+        log.exception("SIF notification %s not sent, building its body failed", notification_id)
+        return _settle_unsent(
+            factory, notification_id, "build_error", f"{type(exc).__name__}: {exc}", owner, now
+        )
+
+    answer = _put(client, invoice.empresa_ref_id, body)
+    settled_at = now if clock_fixed else utcnow()
+    return _settle(factory, notification_id, invoice, answer, settings, owner, now, settled_at, rng)
+
+
+def _put(client: SifClient, empresa_ref_id: str, body: dict[str, Any]) -> _Answer:
+    try:
+        response = client.put_status(empresa_ref_id, body)
+    except SifTransportError as exc:
+        kind = TIMEOUT if isinstance(exc, SifTimeout) else CONNECTION
+        return _Answer(None, None, exc.duration_ms, f"{kind}: {exc}", kind)
+    return _Answer(response.status_code, response.body_text, response.duration_ms, None, None)
+
+
+def _settle_unsent(
+    factory: sessionmaker[Session],
+    notification_id: str,
+    result: str,
+    error: str,
+    owner: str,
+    now: datetime,
+) -> DeliveryOutcome:
+    """Nothing was sent: record why, and fail the row for operations (a bug, not SIF)."""
+    error = redact(NOT_SENT + error)[:2000]
+    with factory.begin() as session:
+        session.add(
+            DeliveryAttempt(
+                notification_id=notification_id, started_at=now, duration_ms=0,
+                status_code=None, error=error, worker=owner,
+            )
+        )
+        moved = transition_notification(
+            session, notification_id, NotificationState.FAILED, owner=owner, now=now,
+            result=result, next_attempt_at=None,
+        )
+    state = NotificationState.FAILED if moved else None
+    return DeliveryOutcome(notification_id, result if moved else "lease_lost", state, error=error)
+
+
+def _transient_failures(session: Session, notification_id: str) -> int:
+    """5xx / no-answer attempts since the row was last resent by operations."""
+    since = session.scalar(
+        select(func.max(AuditLog.at)).where(
+            AuditLog.notification_id == notification_id, AuditLog.action == RESEND_ACTION
+        )
+    )
+    stmt = (
+        select(func.count())
+        .select_from(DeliveryAttempt)
+        .where(
+            DeliveryAttempt.notification_id == notification_id,
+            or_(DeliveryAttempt.status_code.is_(None), DeliveryAttempt.status_code >= 500),
+            or_(DeliveryAttempt.error.is_(None), not_(DeliveryAttempt.error.startswith(NOT_SENT))),
+        )
+    )
+    if since is not None:
+        stmt = stmt.where(DeliveryAttempt.started_at >= since)
+    return int(session.scalar(stmt) or 0)
+
+
+def _settle(
+    factory: sessionmaker[Session],
+    notification_id: str,
+    invoice: Invoice,
+    answer: _Answer,
+    settings: Settings,
+    owner: str,
+    started_at: datetime,
+    now: datetime,
+    rng: random.Random,
+) -> DeliveryOutcome:
+    with factory.begin() as session:
+        session.add(
+            DeliveryAttempt(
+                notification_id=notification_id, started_at=started_at,
+                duration_ms=answer.duration_ms, status_code=answer.status_code,
+                error=answer.error, response_body=answer.body_text, worker=owner,
+            )
+        )
+        session.flush()
+        row = session.get(Notification, notification_id)
+        if row is None:
+            return DeliveryOutcome(notification_id, "lease_lost", status_code=answer.status_code)
+        decision = decide(
+            status_code=answer.status_code,
+            transport_error=answer.transport_error,
+            attempts=row.attempts,
+            transient_failures=(
+                _transient_failures(session, notification_id)
+                if is_transient(answer.status_code) else 0
+            ),
+            first_404_at=row.first_404_at,
+            now=now,
+            settings=settings,
+            rng=rng,
+        )
+        values: dict[str, Any] = {
+            "result": decision.result,
+            "last_status_code": answer.status_code,
+            "next_attempt_at": decision.next_attempt_at,
+            "first_404_at": decision.first_404_at,
+        }
+        if decision.state == NotificationState.DELIVERED:
+            values["delivered_at"] = now
+        moved = transition_notification(
+            session, notification_id, decision.state, owner=owner, now=now, **values
+        )
+
+    what = answer.status_code if answer.status_code is not None else answer.error
+    if not moved:
+        log.warning(
+            "SIF notification %s: answer %s recorded, but our lease was taken over; "
+            "the row is left to its new owner", notification_id, what,
+        )
+        return DeliveryOutcome(
+            notification_id, "lease_lost", None, answer.status_code, error=answer.error
+        )
+    _log_decision(notification_id, invoice, decision.result, decision.log_level, what, answer, settings)
+    return DeliveryOutcome(
+        notification_id, decision.result, decision.state, answer.status_code,
+        decision.next_attempt_at, answer.error,
+    )
+
+
+def _log_decision(
+    notification_id: str,
+    invoice: Invoice,
+    result: str,
+    level: int,
+    what: object,
+    answer: _Answer,
+    settings: Settings,
+) -> None:
+    where = f"empresa {invoice.empresa_ref_id} reference {invoice.reference}"
+    if result == "unauthorized":
+        generator = settings.sif_overrides.get(invoice.empresa_ref_id, {}).get(
+            "generator_id", settings.sif_generator_id
+        )
+        log.error(
+            "SIF REFUSED OUR SECRET (401) for %s, generatorId %s: notification %s failed "
+            "without retries. Fix the SIF secret for this empresa, then resend.",
+            where, generator, notification_id,
+        )
+    elif result == "bad_request":
+        log.error(
+            "SIF refused our body (400) for %s: notification %s failed; this is a bug on our "
+            "side. SIF said: %s", where, notification_id, answer.body_text,
+        )
+    else:
+        log.log(level, "SIF notification %s (%s): %s -> %s", notification_id, where, what, result)
+
+
+def due_notifications(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    """Ids the sweeper should ring for: queued/retry_wait that are due, or sending whose
+    lease expired (the worker died between claim and settle)."""
+    now = _utc(now)
+    N = NotificationState
+    stmt = (
+        select(Notification.id)
+        .where(
+            or_(
+                and_(
+                    Notification.state.in_((N.QUEUED, N.RETRY_WAIT)),
+                    or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+                ),
+                and_(Notification.state == N.SENDING, Notification.lease_expires_at < now),
+            )
+        )
+        .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def _resolve(session: Session, target_id: str) -> Notification:
+    """A notification id, or an invoice id (its most recent notification)."""
+    notification = session.get(Notification, target_id)
+    if notification is not None:
+        return notification
+    notification = session.scalars(
+        select(Notification)
+        .where(Notification.invoice_id == target_id)
+        .order_by(Notification.created_at.desc())
+        .limit(1)
+    ).first()
+    if notification is None:
+        raise ResendError(f"{target_id}: no notification, and no invoice with a notification")
+    return notification
+
+
+def enqueue_resend(
+    session: Session,
+    target_id: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
+) -> str:
+    """Operations: put a delivered or failed notification back in the queue, audited.
+
+    ``target_id`` is a notification id or an invoice id (its latest notification). The
+    caller commits (and then rings the doorbell). Returns the notification id.
+    """
+    now = _utc(now)
+    if not actor.strip() or not reason.strip():
+        raise ResendError("a resend needs an actor and a reason")
+    notification = _resolve(session, target_id)
+    previous_state, previous_result = notification.state, notification.result
+    moved = transition_notification(
+        session, notification.id, NotificationState.QUEUED, now=now,
+        next_attempt_at=now, first_404_at=None, result=None,
+    )
+    if not moved:
+        raise ResendError(
+            f"notification {notification.id} is {previous_state}: only delivered or failed "
+            "notifications can be resent"
+        )
+    session.add(
+        AuditLog(
+            at=now, actor=actor, action=RESEND_ACTION, invoice_id=notification.invoice_id,
+            notification_id=notification.id, reason=reason,
+            details={"from_state": previous_state, "previous_result": previous_result},
+        )
+    )
+    return notification.id

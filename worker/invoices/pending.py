@@ -1,0 +1,96 @@
+"""Invoices Finkok stamped but has not yet delivered to SAT: poll query_pending until F.
+
+`S` means stamped by Finkok and still queued for SAT; `F` means delivered. The stamp (UUID
+and XML) is already committed, so nothing here can lose it; polling only decides when the
+invoice counts as settled (and, with sif_ok_at=sat, when SIF hears OK).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.db.claims import transition_invoice
+from worker.db.models import Invoice, Notification, StampAttempt, utcnow
+from worker.finkok.errors import FinkokError
+from worker.invoices.states import InvoiceState
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DELIVERED = "F"
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    invoice_id: str
+    state: str
+    notification_ids: tuple[str, ...] = ()
+
+
+def due_pending(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    return list(
+        session.scalars(
+            select(Invoice.id)
+            .where(Invoice.state == InvoiceState.PENDING, Invoice.next_attempt_at <= now)
+            .order_by(Invoice.next_attempt_at)
+            .limit(limit)
+        )
+    )
+
+
+def poll_one(
+    sessions: sessionmaker[Session], client: Any, settings: Settings, invoice_id: str, *, owner: str
+) -> PollOutcome:
+    with sessions() as session:
+        sat_uuid = session.scalar(
+            select(Invoice.sat_uuid).where(
+                Invoice.id == invoice_id, Invoice.state == InvoiceState.PENDING
+            )
+        )
+    if sat_uuid is None:
+        return PollOutcome(invoice_id, "skipped")
+
+    started, t0 = utcnow(), time.perf_counter()
+    status, outcome, message = None, "transient", None
+    try:
+        result = client.query_pending(sat_uuid)
+        status = (result.status or "").upper() or None
+        outcome = "delivered" if status == DELIVERED else "pending"
+        message = result.error
+    except FinkokError as exc:
+        message = str(exc)[:500]
+    attempt = StampAttempt(
+        invoice_id=invoice_id, operation="query_pending", started_at=started,
+        duration_ms=int((time.perf_counter() - t0) * 1000), outcome=outcome,
+        codes=[status] if status else None, message=message, worker=owner,
+    )
+
+    now = utcnow()
+    with sessions.begin() as session:
+        session.add(attempt)
+        if status == DELIVERED:
+            # Compare-and-set: of two pollers, one moves it and writes the outbox row.
+            if transition_invoice(session, invoice_id, InvoiceState.STAMPED, now=now,
+                                  sat_status=DELIVERED, next_attempt_at=None, updated_at=now):
+                ids: tuple[str, ...] = ()
+                if settings.sif_ok_at == "sat":
+                    notification = Notification(invoice_id=invoice_id, status="OK")
+                    session.add(notification)
+                    session.flush()
+                    ids = (notification.id,)
+                log.info("invoice %s delivered to SAT", invoice_id,
+                         extra={"invoice_id": invoice_id, "sat_uuid": sat_uuid})
+                return PollOutcome(invoice_id, InvoiceState.STAMPED, ids)
+            return PollOutcome(invoice_id, "skipped")
+        transition_invoice(
+            session, invoice_id, InvoiceState.PENDING, now=now, sat_status=status,
+            next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s),
+        )
+        return PollOutcome(invoice_id, InvoiceState.PENDING)

@@ -1,0 +1,388 @@
+"""Stamping one invoice: claim it, talk to Finkok, settle the outcome. No broker in here.
+
+    claim (tx) ──▶ Finkok calls (no transaction open) ──▶ settle (tx, fenced by the lease)
+
+Guarantees (see shared/design/ARCHITECTURE.md):
+
+* No double stamp. Every call sends the exact bytes intake stored. Before a ``stamp``
+  call goes out, the claim transaction sets ``must_check_stamped``; only a definite
+  answer clears it. So after anything ambiguous (a timeout, a dropped connection, a
+  worker killed mid-call, a fault) the next attempt asks ``stamped`` first, and only
+  ``603`` lets it ``stamp`` again. Finkok's own 307 is the second guard.
+* No lost outcome. A UUID and its XML are committed in the settle transaction together
+  with the state and the SIF outbox row; if the process dies before that commit, the
+  lease expires, the sweeper hands the row to another worker, and ``stamped`` returns
+  the stamp.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.db.claims import claim_invoice, transition_invoice
+from worker.db.models import Invoice, Notification, StampAttempt, utcnow
+from worker.finkok.errors import FinkokAmbiguous, FinkokError, FinkokNotSent, Kind, message_of
+from worker.finkok.results import StampResult
+from worker.invoices.states import InvoiceState
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], None]
+
+
+# --- what Finkok told us ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stamped:
+    uuid: str
+    xml: str
+    fecha: str | None
+    no_certificado_sat: str | None
+    pending_sat: bool = False  # Finkok holds it, not yet delivered to SAT
+
+
+@dataclass(frozen=True)
+class Retry:
+    ambiguous: bool  # Finkok may have stamped: ask `stamped` before stamping again
+    errors: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    kind: Kind  # FISCAL_DATA / PERMANENT -> rejected; ACCOUNT -> failed
+    errors: list[dict[str, str]]
+
+
+Verdict = Stamped | Retry | Refused
+
+
+@dataclass
+class Call:
+    """One Finkok call, as it will be recorded in stamp_attempts."""
+
+    operation: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    codes: list[str] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    invoice_id: str
+    xml: bytes
+    attempts: int
+    check_stamped_first: bool
+
+
+@dataclass(frozen=True)
+class StampOutcome:
+    invoice_id: str
+    state: str  # the state we left the invoice in, or "skipped"
+    notification_ids: tuple[str, ...] = ()
+    retry_in_s: float | None = None
+
+
+# --- the whole path of one invoice -----------------------------------------------------------
+
+
+def stamp_invoice(
+    sessions: sessionmaker[Session],
+    client: Any,
+    settings: Settings,
+    invoice_id: str,
+    *,
+    owner: str,
+    sleep: Sleep = time.sleep,
+    rng: random.Random | None = None,
+) -> StampOutcome:
+    """Claim, stamp (or recover), and settle one invoice. Safe to call any number of times."""
+    job = claim(sessions, invoice_id, owner=owner, settings=settings)
+    if job is None:
+        return StampOutcome(invoice_id, "skipped")
+    calls: list[Call] = []
+    verdict = talk_to_finkok(client, job, calls, settings=settings, sleep=sleep)
+    return settle(sessions, job, verdict, calls, owner=owner, settings=settings, rng=rng)
+
+
+def claim(
+    sessions: sessionmaker[Session], invoice_id: str, *, owner: str, settings: Settings
+) -> Job | None:
+    """Take the invoice (CAS + lease) and record that a stamp call may go out."""
+    with sessions.begin() as session:
+        if not claim_invoice(session, invoice_id, owner=owner, lease_s=settings.claim_lease_s):
+            return None
+        row = session.execute(
+            select(Invoice.xml, Invoice.attempts, Invoice.must_check_stamped).where(
+                Invoice.id == invoice_id
+            )
+        ).one()
+        session.execute(
+            update(Invoice).where(Invoice.id == invoice_id).values(must_check_stamped=True)
+        )
+    return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped)
+
+
+def talk_to_finkok(
+    client: Any, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
+) -> Verdict:
+    """Ask `stamped` first when a previous call went unanswered, then `stamp`."""
+    if job.check_stamped_first:
+        verdict = _ask_stamped(client, job, calls)
+        if verdict is not None:
+            return verdict
+    try:
+        result = _call(calls, "stamp", client.stamp, job.xml)
+    except FinkokError as exc:
+        return _retry_for(exc)
+
+    kind = result.kind
+    if kind is Kind.OK:
+        return _stamped(result, recovered=False)
+    if kind is Kind.ALREADY_STAMPED:
+        if result.has_stamp:
+            return _stamped(result, recovered=True)
+        return _look_up_previous_stamp(client, job, calls, settings=settings, sleep=sleep)
+    if kind in (Kind.FISCAL_DATA, Kind.PERMANENT, Kind.ACCOUNT):
+        return Refused(kind, _errors(result))
+    # TRANSIENT (708, 709...) or NOT_STAMPED: a definite "not stamped" when Finkok named a
+    # code; an empty answer taught us nothing, so the next attempt asks `stamped` first.
+    return Retry(ambiguous=not result.incidencias, errors=_errors(result))
+
+
+def _ask_stamped(client: Any, job: Job, calls: list[Call]) -> Verdict | None:
+    """None: Finkok holds no stamp for these bytes (603), so stamping is safe."""
+    try:
+        result = _call(calls, "stamped", client.stamped, job.xml)
+    except FinkokError as exc:
+        return Retry(ambiguous=True, errors=_exception_errors(exc))
+    if result.has_stamp:
+        return _stamped(result, recovered=True)
+    if result.not_stamped:
+        return None
+    if result.kind is Kind.ACCOUNT:
+        return Refused(Kind.ACCOUNT, _errors(result))
+    return Retry(ambiguous=True, errors=_errors(result))
+
+
+def _look_up_previous_stamp(
+    client: Any, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
+) -> Verdict:
+    """307 without the XML: Finkok stamped these bytes before. Fetch it, a bounded number
+    of times with a growing pause; after that the invoice waits (still must check)."""
+    for i in range(settings.stamped_lookup_max_attempts):
+        sleep(min(0.2 * 2**i, 5.0))
+        try:
+            result = _call(calls, "stamped", client.stamped, job.xml)
+        except FinkokError:
+            continue
+        if result.has_stamp:
+            return _stamped(result, recovered=True)
+    return Retry(
+        ambiguous=True,
+        errors=[_error("307", "El CFDI contiene un timbre previo; `stamped` did not return it yet")],
+    )
+
+
+def settle(
+    sessions: sessionmaker[Session],
+    job: Job,
+    verdict: Verdict,
+    calls: list[Call],
+    *,
+    owner: str,
+    settings: Settings,
+    rng: random.Random | None = None,
+) -> StampOutcome:
+    """Record the calls and move the invoice, with its outbox row, in one transaction."""
+    now = utcnow()
+    with sessions.begin() as session:
+        session.add_all(
+            StampAttempt(
+                invoice_id=job.invoice_id, operation=c.operation, started_at=c.started_at,
+                duration_ms=c.duration_ms, outcome=c.outcome, codes=c.codes or None,
+                message=c.message, worker=owner,
+            )
+            for c in calls
+        )
+        outcome = _apply(session, job, verdict, owner=owner, settings=settings, now=now, rng=rng)
+    _log_outcome(job, verdict, outcome)
+    return outcome
+
+
+def _apply(
+    session: Session,
+    job: Job,
+    verdict: Verdict,
+    *,
+    owner: str,
+    settings: Settings,
+    now: datetime,
+    rng: random.Random | None,
+) -> StampOutcome:
+    S = InvoiceState
+    move = lambda to, **values: transition_invoice(  # noqa: E731
+        session, job.invoice_id, to, owner=owner, now=now, updated_at=now, **values
+    )
+
+    if isinstance(verdict, Stamped):
+        holder = session.scalar(
+            select(Invoice.id).where(Invoice.sat_uuid == verdict.uuid, Invoice.id != job.invoice_id)
+        )
+        if holder is not None:  # the same sealed bytes were submitted under two references
+            verdict = Refused(
+                Kind.PERMANENT,
+                [_error("DUPLICATE", f"this CFDI was already stamped as invoice {holder} "
+                                     f"(UUID {verdict.uuid}); submit a new document")],
+            )
+        else:
+            wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
+            to = S.PENDING if wait_for_sat else S.STAMPED
+            if not move(
+                to, sat_uuid=verdict.uuid, stamped_xml=verdict.xml.encode("utf-8"),
+                fecha_timbrado=verdict.fecha, no_certificado_sat=verdict.no_certificado_sat,
+                stamped_at=now, must_check_stamped=False, errors=None, error_kind=None,
+                sat_status="S" if wait_for_sat else None,
+                next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s)
+                if wait_for_sat else None,
+            ):
+                return _lost_lease(job, to)
+            ids = () if to is S.PENDING and settings.sif_ok_at == "sat" else (
+                _outbox(session, job.invoice_id, "OK"),
+            )
+            return StampOutcome(job.invoice_id, to, ids)
+
+    if isinstance(verdict, Refused):
+        to = S.FAILED if verdict.kind is Kind.ACCOUNT else S.REJECTED
+        if not move(to, errors=verdict.errors, error_kind=str(verdict.kind),
+                    must_check_stamped=False, next_attempt_at=None):
+            return _lost_lease(job, to)
+        return StampOutcome(job.invoice_id, to, (_outbox(session, job.invoice_id, "NOK"),))
+
+    assert isinstance(verdict, Retry)
+    if job.attempts >= settings.stamp_max_attempts:
+        if verdict.ambiguous:
+            # We cannot say "not stamped": no NOK. A person reprocesses (which asks `stamped`).
+            if not move(S.FAILED, errors=verdict.errors, error_kind="unknown",
+                        must_check_stamped=True, next_attempt_at=None):
+                return _lost_lease(job, S.FAILED)
+            return StampOutcome(job.invoice_id, S.FAILED)
+        if not move(S.FAILED, errors=verdict.errors, error_kind="exhausted",
+                    must_check_stamped=False, next_attempt_at=None):
+            return _lost_lease(job, S.FAILED)
+        return StampOutcome(job.invoice_id, S.FAILED, (_outbox(session, job.invoice_id, "NOK"),))
+
+    delay = retry_delay_s(job.attempts, settings=settings, rng=rng)
+    if verdict.ambiguous:
+        # A call we gave up on may still be running at Finkok. Wait at least one more read
+        # timeout before asking `stamped`, so a late stamp is there to be found (else only
+        # Finkok's 307 would stand between us and a second stamp).
+        delay = max(delay, settings.finkok_read_timeout_s)
+    if not move(S.RETRY_WAIT, errors=verdict.errors, must_check_stamped=verdict.ambiguous,
+                next_attempt_at=now + timedelta(seconds=delay)):
+        return _lost_lease(job, S.RETRY_WAIT)
+    return StampOutcome(job.invoice_id, S.RETRY_WAIT, retry_in_s=delay)
+
+
+def retry_delay_s(attempts: int, *, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half the step fixed, half random."""
+    step = min(settings.stamp_backoff_max_s, settings.stamp_backoff_base_s * 2 ** max(0, attempts - 1))
+    return step / 2 + (rng or random).uniform(0, step / 2)
+
+
+def _outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"]) -> str:
+    # rung_at: the task publishes its doorbell right after this commits (see sweep.py).
+    notification = Notification(invoice_id=invoice_id, status=status, rung_at=utcnow())
+    session.add(notification)
+    session.flush()
+    return notification.id
+
+
+def _lost_lease(job: Job, wanted: str) -> StampOutcome:
+    # Another worker took the invoice over after our lease expired. It asks `stamped`
+    # first (must_check_stamped is still set), so whatever we learned is not lost.
+    log.warning("lease lost before settling invoice %s as %s; the new holder decides",
+                job.invoice_id, wanted, extra={"invoice_id": job.invoice_id})
+    return StampOutcome(job.invoice_id, "skipped")
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _call(calls: list[Call], operation: str, fn: Callable[[bytes], StampResult], xml: bytes) -> StampResult:
+    started = utcnow()
+    t0 = time.perf_counter()
+    try:
+        result = fn(xml)
+    except FinkokError as exc:
+        outcome = "not_sent" if isinstance(exc, FinkokNotSent) else (
+            "ambiguous" if isinstance(exc, FinkokAmbiguous) else str(exc.kind)
+        )
+        calls.append(Call(operation, started, _ms(t0), outcome, message=str(exc)[:500]))
+        raise
+    outcome = "success" if result.has_stamp and not result.incidencias else str(result.kind)
+    calls.append(Call(operation, started, _ms(t0), outcome, list(result.codes),
+                      result.cod_estatus))
+    return result
+
+
+def _ms(t0: float) -> int:
+    return int((time.perf_counter() - t0) * 1000)
+
+
+def _stamped(result: StampResult, *, recovered: bool) -> Stamped:
+    """A fresh `stamp` answer means Finkok delivered it to SAT (it answers no stamp when it
+    could not). A stamp recovered through `stamped` or a 307 may still sit in Finkok's
+    queue for SAT: it goes to `pending` and query_pending says when it arrived."""
+    assert result.uuid and result.xml
+    return Stamped(
+        uuid=result.uuid.upper(),
+        xml=result.xml,
+        fecha=result.fecha,
+        no_certificado_sat=result.no_certificado_sat,
+        pending_sat=recovered,
+    )
+
+
+def _retry_for(exc: FinkokError) -> Verdict:
+    if exc.kind is Kind.ACCOUNT:  # e.g. a wrong base URL: a person must look
+        return Refused(Kind.ACCOUNT, _exception_errors(exc))
+    # Not sent: Finkok never saw it. Anything else (timeout, reset, fault) may have stamped.
+    return Retry(ambiguous=not isinstance(exc, FinkokNotSent), errors=_exception_errors(exc))
+
+
+def _error(code: str, message: str, kind: str | None = None) -> dict[str, str]:
+    from worker.finkok.errors import classify
+
+    return {"code": code, "message": message, "kind": kind or str(classify(code))}
+
+
+def _errors(result: StampResult) -> list[dict[str, str]]:
+    return [
+        _error(i.codigo_error or "?", i.mensaje or message_of(i.codigo_error or "") or "")
+        for i in result.incidencias
+    ]
+
+
+def _exception_errors(exc: FinkokError) -> list[dict[str, str]]:
+    label = type(exc).__name__.removeprefix("Finkok").lower()
+    return [{"code": label, "message": str(exc)[:500], "kind": str(exc.kind)}]
+
+
+def _log_outcome(job: Job, verdict: Verdict, outcome: StampOutcome) -> None:
+    extra: dict[str, Any] = {"invoice_id": job.invoice_id}
+    if isinstance(verdict, Stamped):
+        extra["sat_uuid"] = verdict.uuid
+    log.info("invoice %s -> %s", job.invoice_id, outcome.state, extra=extra)

@@ -1,0 +1,78 @@
+"""The sweeper: find rows that are due and ring their doorbell again.
+
+Messages get lost (SIGKILL on the embedded transports, a broker restart, a publish that
+failed after commit) and leases expire (a worker died mid-call). The database knows
+which rows are due; the sweeper re-publishes them. Duplicates are harmless (every task
+claims its row with a compare-and-set first) but not free: a row the sweeper rang is not
+rung again for ``rering_after_s``, so a backlog waiting in the queue is not multiplied
+on every sweep (found by the chaos run: 13,000 stale doorbells).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from worker.db.models import Invoice, Notification
+from worker.invoices.notify import due_notifications
+from worker.invoices.states import InvoiceState
+
+
+@dataclass(frozen=True)
+class Due:
+    invoices: list[str]
+    notifications: list[str]
+
+
+def due_invoices(session: Session, now: datetime, *, grace_s: float, limit: int = 500) -> list[str]:
+    """received rows older than the grace (intake publishes those itself), due retry_wait
+    rows, and stamping rows whose lease expired."""
+    S = InvoiceState
+    return list(
+        session.scalars(
+            select(Invoice.id)
+            .where(
+                or_(
+                    and_(Invoice.state == S.RECEIVED,
+                         Invoice.next_attempt_at <= now - timedelta(seconds=grace_s)),
+                    and_(Invoice.state == S.RETRY_WAIT, Invoice.next_attempt_at <= now),
+                    and_(Invoice.state == S.STAMPING, Invoice.lease_expires_at < now),
+                )
+            )
+            .order_by(Invoice.next_attempt_at)
+            .limit(limit)
+        )
+    )
+
+
+def ring_due(
+    session: Session, now: datetime, *, grace_s: float, rering_after_s: float, limit: int = 500
+) -> Due:
+    """The due rows not rung within ``rering_after_s``, marked as rung now (the caller
+    commits, then publishes)."""
+    cutoff = now - timedelta(seconds=rering_after_s)
+    invoices = _not_rung_since(session, Invoice, due_invoices(session, now, grace_s=grace_s,
+                                                              limit=limit), cutoff, now)
+    # The grace keeps the sweeper from doubling the doorbell a task has just rung.
+    notifications = _not_rung_since(
+        session, Notification, due_notifications(session, now - timedelta(seconds=grace_s), limit),
+        cutoff, now,
+    )
+    return Due(invoices, notifications)
+
+
+def _not_rung_since(
+    session: Session, model: type[Invoice] | type[Notification], ids: list[str],
+    cutoff: datetime, now: datetime,
+) -> list[str]:
+    if not ids:
+        return []
+    fresh = or_(model.rung_at.is_(None), model.rung_at <= cutoff)
+    chosen = list(session.scalars(select(model.id).where(model.id.in_(ids), fresh)))
+    if chosen:
+        session.execute(update(model).where(model.id.in_(chosen)).values(rung_at=now)
+                        .execution_options(synchronize_session=False))
+    return chosen

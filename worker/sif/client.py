@@ -1,0 +1,194 @@
+"""HTTP client for SIF's one call: ``PUT {base}/empresas/{empresaRefId}/documents/billing/status``.
+
+One pooled ``httpx.Client`` per SifClient, reused for every call. Base URL, secret and
+generatorId come from settings, overridable per empresaRefId (``settings.sif_overrides``).
+Transport failures become SifTimeout / SifConnectionError, whose texts never carry the
+secret; the secret is also registered with the log redaction filter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from worker.settings import Settings
+from worker.sif.redact import redact, register_secret
+from worker.sif.schema import validate_body
+
+log = logging.getLogger("worker.sif")
+
+MAX_BODY_TEXT_BYTES = 2048
+STATUS_PATH = "/empresas/{empresa}/documents/billing/status"
+OVERRIDE_KEYS = frozenset({"base_url", "secret", "generator_id"})
+
+
+class SifError(Exception):
+    """Base of every SIF client error."""
+
+
+class SifConfigError(SifError, ValueError):
+    """Settings or an empresaRefId that cannot make a valid request (nothing was sent)."""
+
+
+class SifTransportError(SifError):
+    """No HTTP answer. The request may or may not have reached SIF (ambiguous)."""
+
+    def __init__(self, message: str, *, duration_ms: int) -> None:
+        super().__init__(redact(message))
+        self.duration_ms = duration_ms
+
+
+class SifTimeout(SifTransportError):
+    pass
+
+
+class SifConnectionError(SifTransportError):
+    pass
+
+
+@dataclass(frozen=True)
+class SifTarget:
+    """Where and as whom to PUT for one empresa. The secret stays a SecretStr (masked repr)."""
+
+    base_url: str
+    secret: SecretStr
+    generator_id: str
+
+
+@dataclass(frozen=True)
+class SifResponse:
+    status_code: int
+    body_text: str  # at most MAX_BODY_TEXT_BYTES of the answer, decoded
+    duration_ms: int
+
+
+def _check_base_url(base_url: str, where: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SifConfigError(f"{where}: SIF base URL must be http(s)://host/..., got {base_url!r}")
+    if parts.username or parts.password:
+        raise SifConfigError(f"{where}: SIF base URL must not carry credentials")
+    return base_url.rstrip("/")
+
+
+def empresa_path_segment(empresa_ref_id: str) -> str:
+    """``empresa_ref_id`` as one URL path segment; refuses anything that could change the path."""
+    if not isinstance(empresa_ref_id, str) or not empresa_ref_id.strip():
+        raise SifConfigError("empresaRefId is empty")
+    if any(ch in empresa_ref_id for ch in "/\\") or empresa_ref_id in (".", ".."):
+        raise SifConfigError(f"empresaRefId {empresa_ref_id!r} is not a single path segment")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in empresa_ref_id):
+        raise SifConfigError(f"empresaRefId {empresa_ref_id!r} contains control characters")
+    return quote(empresa_ref_id, safe="")
+
+
+def status_url(base_url: str, empresa_ref_id: str) -> str:
+    return base_url.rstrip("/") + STATUS_PATH.format(empresa=empresa_path_segment(empresa_ref_id))
+
+
+def check_overrides(overrides: dict[str, dict[str, str]]) -> None:
+    """Refuse unknown keys (a typo would silently send to the default SIF)."""
+    for empresa, values in overrides.items():
+        unknown = set(values) - OVERRIDE_KEYS
+        if unknown:
+            raise SifConfigError(
+                f"sif_overrides[{empresa!r}]: unknown keys {sorted(unknown)} "
+                f"(allowed: {sorted(OVERRIDE_KEYS)})"
+            )
+        if "base_url" in values:
+            _check_base_url(values["base_url"], f"sif_overrides[{empresa!r}].base_url")
+
+
+def resolve_target(settings: Settings, empresa_ref_id: str) -> SifTarget:
+    """Base URL, secret and generatorId for one empresa: its override, else the defaults."""
+    override = settings.sif_overrides.get(empresa_ref_id, {})
+    base = override.get("base_url", settings.sif_base_url)
+    secret = SecretStr(override["secret"]) if "secret" in override else settings.sif_secret
+    return SifTarget(
+        base_url=_check_base_url(base, "sif_base_url"),
+        secret=secret,
+        generator_id=override.get("generator_id", settings.sif_generator_id),
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+class SifClient:
+    """Sends billing statuses to SIF. Thread-safe (httpx.Client is); close() when done."""
+
+    def __init__(self, settings: Settings) -> None:
+        check_overrides(settings.sif_overrides)
+        _check_base_url(settings.sif_base_url, "sif_base_url")
+        self._settings = settings
+        register_secret(settings.sif_secret.get_secret_value())
+        for values in settings.sif_overrides.values():
+            if "secret" in values:
+                register_secret(values["secret"])
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(
+                connect=settings.sif_connect_timeout_s,
+                read=settings.sif_read_timeout_s,
+                write=settings.sif_read_timeout_s,
+                pool=settings.sif_connect_timeout_s,
+            ),
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"<SifClient base={self._settings.sif_base_url} generatorId={self._settings.sif_generator_id}>"
+
+    def __enter__(self) -> SifClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def url_for(self, empresa_ref_id: str) -> str:
+        return status_url(resolve_target(self._settings, empresa_ref_id).base_url, empresa_ref_id)
+
+    def put_status(self, empresa_ref_id: str, body: dict[str, Any]) -> SifResponse:
+        """Validate ``body`` and PUT it. Raises SifBodyError/SifConfigError before sending."""
+        validate_body(body)
+        target = resolve_target(self._settings, empresa_ref_id)
+        url = status_url(target.base_url, empresa_ref_id)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "secret": target.secret.get_secret_value(),
+            "generatorId": target.generator_id,
+            "Content-Type": "application/json",
+        }
+        started = time.monotonic()
+        try:
+            with self._http.stream("PUT", url, content=content, headers=headers) as response:
+                raw = bytearray()
+                for chunk in response.iter_bytes():
+                    raw.extend(chunk)
+                    if len(raw) >= MAX_BODY_TEXT_BYTES:
+                        break
+                status = response.status_code
+        except httpx.TimeoutException as exc:
+            raise SifTimeout(
+                f"SIF PUT {url}: {type(exc).__name__} ({exc or 'timed out'})",
+                duration_ms=_elapsed_ms(started),
+            ) from None
+        except httpx.TransportError as exc:
+            raise SifConnectionError(
+                f"SIF PUT {url}: {type(exc).__name__} ({exc or 'no answer'})",
+                duration_ms=_elapsed_ms(started),
+            ) from None
+        duration = _elapsed_ms(started)
+        text = bytes(raw[:MAX_BODY_TEXT_BYTES]).decode("utf-8", errors="replace")
+        log.debug("SIF PUT %s -> %s in %d ms", url, status, duration)
+        return SifResponse(status_code=status, body_text=redact(text), duration_ms=duration)

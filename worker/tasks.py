@@ -1,0 +1,191 @@
+"""Celery tasks: thin shells around the plain functions in worker.invoices.
+
+Each task takes an id, builds nothing per call (clients and the engine live per process),
+calls one service function, and publishes the follow-up doorbells the function returned,
+after its commit. Arguments are ids only: never XML, never secrets (Flower shows them).
+
+`celery -A worker.tasks worker` (what `billing worker` runs) uses `app` below, built
+from the environment's settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+
+from celery import Celery, Task
+from celery.signals import worker_init, worker_process_init
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.celery_app import (
+    MAINTENANCE_QUEUE,
+    NOTIFY_TASK,
+    POLL_PENDING_TASK,
+    STAMP_TASK,
+    SWEEP_TASK,
+    create_app,
+    publish_notify,
+)
+from worker.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# A retry due sooner than this is also scheduled as a countdown message (fast path); later
+# ones wait for the sweeper. Far below the Redis visibility timeout, so never redelivered.
+COUNTDOWN_MAX_S = 60.0
+SWEEP_GRACE_S = 10.0
+
+
+@dataclass
+class Resources:
+    """Per-process clients and database handles (rebuilt after fork)."""
+
+    settings: Settings
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        from worker.db.session import get_engine, session_factory
+
+        return session_factory(get_engine(self.settings))
+
+    @cached_property
+    def finkok(self):  # type: ignore[no-untyped-def]
+        from worker.finkok.client import FinkokClient
+
+        return FinkokClient.from_settings(self.settings)
+
+    @cached_property
+    def sif(self):  # type: ignore[no-untyped-def]
+        from worker.sif.client import SifClient
+
+        return SifClient(self.settings)
+
+
+def owner_name(task_id: str | None) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{(task_id or '-')[:8]}"
+
+
+def create_worker_app(settings: Settings | None = None) -> Celery:
+    """The Celery app with the billing tasks registered, bound to these settings."""
+    settings = settings or get_settings()
+    app = create_app(settings)
+    state = {"resources": Resources(settings)}
+
+    def resources() -> Resources:
+        return state["resources"]
+
+    from worker.logging import instrument_tasks  # task, invoice, reference, UUID on each log line
+    instrument_tasks(app, lambda: resources().sessions)
+
+    @worker_init.connect(weak=False)
+    def _warm_up(**_: object) -> None:
+        warm_up()
+
+    @worker_process_init.connect(weak=False)
+    def _after_fork(**_: object) -> None:
+        # No pooled connection or HTTP session may cross a fork.
+        from worker.db.session import dispose_engines
+
+        dispose_engines()
+        state["resources"] = Resources(settings)
+
+    @app.task(name=STAMP_TASK, bind=True, shared=False)
+    def stamp_invoice(self: Task, invoice_id: str) -> str:
+        from worker.invoices.stamping import stamp_invoice as run
+
+        r = resources()
+        outcome = run(r.sessions, r.finkok, settings, invoice_id, owner=owner_name(self.request.id))
+        for notification_id in outcome.notification_ids:
+            _publish(lambda: publish_notify(app, notification_id))
+        if outcome.retry_in_s is not None and outcome.retry_in_s <= COUNTDOWN_MAX_S:
+            _publish(lambda: app.send_task(STAMP_TASK, args=[invoice_id],
+                                           countdown=outcome.retry_in_s))
+        return outcome.state
+
+    @app.task(name=NOTIFY_TASK, bind=True, shared=False)
+    def notify_sif(self: Task, notification_id: str) -> str:
+        from worker.db.models import utcnow
+        from worker.invoices.notify import deliver
+
+        r = resources()
+        outcome = deliver(r.sessions, notification_id, client=r.sif, settings=settings,
+                          owner=owner_name(self.request.id))
+        if outcome.next_attempt_at is not None:
+            delay = (outcome.next_attempt_at - utcnow()).total_seconds()
+            if delay <= COUNTDOWN_MAX_S:  # fast path; later retries wait for the sweeper
+                _publish(lambda: app.send_task(NOTIFY_TASK, args=[notification_id],
+                                               countdown=max(0.0, delay)))
+        return outcome.result
+
+    @app.task(name=POLL_PENDING_TASK, bind=True, shared=False)
+    def poll_pending(self: Task) -> int:
+        from worker.db.models import utcnow
+        from worker.invoices.pending import due_pending, poll_one
+
+        r = resources()
+        with r.sessions() as session:
+            ids = due_pending(session, utcnow())
+        for invoice_id in ids:
+            outcome = poll_one(r.sessions, r.finkok, settings, invoice_id,
+                               owner=owner_name(self.request.id))
+            for notification_id in outcome.notification_ids:
+                _publish(lambda: publish_notify(app, notification_id))
+        return len(ids)
+
+    @app.task(name=SWEEP_TASK, shared=False)
+    def sweep() -> int:
+        from worker.db.models import utcnow
+        from worker.invoices.sweep import ring_due
+
+        r = resources()
+        with r.sessions.begin() as session:
+            due = ring_due(session, utcnow(), grace_s=SWEEP_GRACE_S,
+                           rering_after_s=settings.sweep_rering_after_s)
+        # A swept doorbell that waits in the queue past the next re-ring is dropped unrun.
+        expires = settings.sweep_rering_after_s
+        for invoice_id in due.invoices:
+            _publish(lambda: app.send_task(STAMP_TASK, args=[invoice_id], expires=expires))
+        for notification_id in due.notifications:
+            _publish(lambda: app.send_task(NOTIFY_TASK, args=[notification_id], expires=expires))
+        if due.invoices or due.notifications:
+            log.info("sweep: rang %d invoices, %d notifications",
+                     len(due.invoices), len(due.notifications))
+        return len(due.invoices) + len(due.notifications)
+
+    app.conf.beat_schedule = {
+        "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s,
+                  "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.sweep_interval_s}},
+        "poll-pending": {"task": POLL_PENDING_TASK,
+                         "schedule": min(settings.pending_poll_interval_s, 60.0),
+                         "options": {"queue": MAINTENANCE_QUEUE,
+                                     "expires": settings.pending_poll_interval_s}},
+    }
+    return app
+
+
+def warm_up() -> None:
+    """Import and parse, in the main process, what every task needs, so the pool's forked
+    children start hot (measured: cold children spent ~7 s in their first stamp on 2 cores
+    parsing WSDLs and importing zeep, lxml and fpdf2 all at once)."""
+    import worker.invoices.notify  # noqa: F401
+    import worker.invoices.pending  # noqa: F401
+    import worker.invoices.stamping  # noqa: F401
+    import worker.sif.client  # noqa: F401
+    from worker.cfdi import extract, pdf  # noqa: F401
+    from worker.finkok import services
+
+    services.document("stamp")
+
+
+def _publish(send: object) -> None:
+    """Publish a follow-up; if the broker is down, the sweeper will ring it later."""
+    try:
+        send()  # type: ignore[operator]
+    except Exception as exc:
+        log.warning("follow-up publish failed, the sweeper will retry: %s", type(exc).__name__)
+
+
+app = create_worker_app()
