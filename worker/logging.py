@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -142,38 +142,14 @@ def configure_logging(
 
 # --- Celery: bind the task and its invoice to every line the task logs ------------------------
 
-Lookup = Callable[[str, str], Mapping[str, Any]]
 
 
-def invoice_context(sessions: Any, name: str, value: str) -> dict[str, Any]:
-    """reference, empresa and SAT UUID (and the invoice id, for a notification): one
-    primary-key read. ``sessions`` is a sessionmaker."""
-    from sqlalchemy import select
+def instrument_tasks(app: Any) -> None:
+    """Bind task id/name and the task's id argument for every task of ``app``; unbind after.
 
-    from worker.db.models import Invoice, Notification
-
-    columns = (Invoice.id, Invoice.reference, Invoice.empresa_ref_id, Invoice.sat_uuid)
-    if name == "notification_id":
-        stmt = select(*columns).join(Notification, Notification.invoice_id == Invoice.id).where(
-            Notification.id == value)
-    else:
-        stmt = select(*columns).where(Invoice.id == value)
-    with sessions() as session:
-        row = session.execute(stmt).first()
-    if row is None:
-        return {}
-    found = {"invoice_id": row.id, "reference": row.reference, "empresa_ref_id": row.empresa_ref_id}
-    if row.sat_uuid:
-        found["sat_uuid"] = row.sat_uuid
-    return found
-
-
-def instrument_tasks(app: Any, sessions: Callable[[], Any] | None = None) -> None:
-    """Bind task id/name and the task's id argument (plus the invoice's reference and SAT
-    UUID, when ``sessions`` returns a sessionmaker) for every task of ``app``; unbind after.
-
-    The receivers are kept on the app (celery holds signal receivers weakly) and ignore
-    other apps' tasks. A failed lookup never fails a task.
+    The service functions bind the rest (reference, empresa, SAT UUID) from the rows they
+    claim, so no task pays an extra database read for its log context. The receivers are
+    kept on the app (celery holds signal receivers weakly) and ignore other apps' tasks.
     """
     from celery.signals import task_postrun, task_prerun
 
@@ -193,11 +169,6 @@ def instrument_tasks(app: Any, sessions: Callable[[], Any] | None = None) -> Non
             value = args[0]
         if name and isinstance(value, str):
             bound[name] = value
-            if sessions is not None:
-                try:
-                    bound.update(invoice_context(sessions(), name, value))
-                except Exception:  # logging context is a nicety; the task must run
-                    logging.getLogger(__name__).debug("no log context for %s", value, exc_info=True)
         bind_contextvars(**bound)
 
     def postrun(sender: Any = None, task: Any = None, **_: Any) -> None:

@@ -77,8 +77,8 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     def resources() -> Resources:
         return state["resources"]
 
-    from worker.logging import instrument_tasks  # task, invoice, reference, UUID on each log line
-    instrument_tasks(app, lambda: resources().sessions)
+    from worker.logging import instrument_tasks  # task name and id on each log line
+    instrument_tasks(app)
 
     @worker_init.connect(weak=False)
     def _warm_up(**_: object) -> None:

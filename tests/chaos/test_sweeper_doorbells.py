@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
 from worker.celery_app import SWEEP_TASK

@@ -94,3 +94,31 @@ def test_datetimes_come_back_timezone_aware_utc(sessions: sessionmaker[Session])
         assert inv is not None
         assert inv.created_at.tzinfo is not None and inv.created_at.utcoffset() == timedelta(0)
         assert inv.next_attempt_at is not None and inv.next_attempt_at.tzinfo is not None
+
+
+def test_stamp_claim_returns_the_job_and_flags_a_takeover(sessions: sessionmaker[Session]) -> None:
+    """One statement claims and returns the XML; `must_check_stamped` comes back set when
+    the claim takes over a `stamping` row (its holder's call may have stamped)."""
+    from worker.db.claims import claim_invoice_for_stamp
+
+    fresh, waiting = _invoice(sessions, reference="F"), _invoice(sessions, reference="W")
+    t0 = utcnow()
+    with sessions.begin() as s:
+        s.get(Invoice, waiting).state = InvoiceState.RETRY_WAIT  # type: ignore[union-attr]
+        s.get(Invoice, waiting).must_check_stamped = True  # type: ignore[union-attr]
+    with sessions.begin() as s:
+        row = claim_invoice_for_stamp(s, fresh, owner="w1", lease_s=30, now=t0)
+        assert row is not None
+        assert (row.xml, row.attempts, row.must_check_stamped, row.reference) == (b"<x/>", 1, False, "F")
+        again = claim_invoice_for_stamp(s, waiting, owner="w1", lease_s=30, now=t0)
+        assert again is not None and again.must_check_stamped  # kept from the ambiguous try
+    with sessions.begin() as s:  # lease live: nothing
+        assert claim_invoice_for_stamp(s, fresh, owner="w2", lease_s=30,
+                                       now=t0 + timedelta(seconds=10)) is None
+    with sessions.begin() as s:  # the holder died mid-call
+        taken = claim_invoice_for_stamp(s, fresh, owner="w2", lease_s=30,
+                                        now=t0 + timedelta(seconds=31))
+        assert taken is not None and taken.must_check_stamped and taken.attempts == 2
+    with sessions() as s:
+        row2 = s.get(Invoice, fresh)
+        assert row2 is not None and (row2.lease_owner, row2.must_check_stamped) == ("w2", True)

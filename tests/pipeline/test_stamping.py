@@ -6,12 +6,11 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.cfdi.factory import build_invoice
-from worker.db.models import Invoice, Notification, utcnow
+from worker.db.models import Invoice, utcnow
 from worker.finkok.client import FinkokClient
 from worker.invoices.intake import submit
 from worker.invoices.pending import due_pending, poll_one

@@ -7,7 +7,6 @@ import logging
 import random
 import socket
 import threading
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select

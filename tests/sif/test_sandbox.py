@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from worker.sandbox.sif import BODY_401, BODY_404, BODY_409, SifSandbox
 from worker.sif.client import SifClient

@@ -391,7 +391,7 @@ class _Renderer:
 
     # sections -----------------------------------------------------------------------
     def render(self) -> bytes:
-        pdf, w = self.pdf, self.w
+        pdf = self.pdf
         pdf.add_page()
         self.header()
         self.parties()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import ColumnElement, Row, Update, and_, case, or_, true, update
 from sqlalchemy.orm import Session
 
 from worker.db.models import Invoice, Notification, utcnow
@@ -30,8 +30,7 @@ from worker.invoices.states import (
 Model = type[Invoice] | type[Notification]
 
 
-def _claim(
-    session: Session,
+def _claim_statement(
     model: Model,
     row_id: str,
     *,
@@ -40,19 +39,20 @@ def _claim(
     owner: str,
     lease_s: float,
     now: datetime | None,
-) -> bool:
+) -> Update:
     now = now or utcnow()
-    stmt = (
-        update(model)
-        .where(model.id == row_id)
+    c = model.__table__.c  # Core columns: one statement, no ORM bookkeeping on the hot path
+    return (
+        update(model.__table__)
+        .where(c.id == row_id)
         .where(
             or_(
                 and_(
-                    model.state.in_(waiting_states),
-                    or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
+                    c.state.in_(waiting_states),
+                    or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
                 ),
                 # The previous holder died (or hung past its lease): take over.
-                and_(model.state == working_state, model.lease_expires_at < now),
+                and_(c.state == working_state, c.lease_expires_at < now),
             )
         )
         .values(
@@ -60,11 +60,13 @@ def _claim(
             state_changed_at=now,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_s),
-            attempts=model.attempts + 1,
+            attempts=c.attempts + 1,
         )
-        .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount == 1
+
+
+def _claim(session: Session, model: Model, row_id: str, **how: Any) -> bool:
+    return session.connection().execute(_claim_statement(model, row_id, **how)).rowcount == 1
 
 
 def claim_invoice(
@@ -81,6 +83,32 @@ def claim_invoice(
         lease_s=lease_s,
         now=now,
     )
+
+
+def claim_invoice_for_stamp(
+    session: Session, invoice_id: str, *, owner: str, lease_s: float, now: datetime | None = None
+) -> Row[Any] | None:
+    """``claim_invoice`` that also returns what the stamp needs, in the same statement:
+    the stored XML, attempts (this claim counted), the ids for the log, and whether a
+    stamp call may already have gone out for these bytes (``must_check_stamped``).
+
+    Taking over a ``stamping`` row sets ``must_check_stamped``: the previous holder died
+    or hung mid-call, and its stamp may exist. (SET reads the row as it was before the
+    UPDATE, on SQLite and PostgreSQL alike.) No row: not ours to stamp now.
+    """
+    t = Invoice.__table__
+    stmt = (
+        _claim_statement(
+            Invoice, invoice_id, working_state=InvoiceState.STAMPING,
+            waiting_states=(InvoiceState.RECEIVED, InvoiceState.RETRY_WAIT),
+            owner=owner, lease_s=lease_s, now=now,
+        )
+        .values(must_check_stamped=case((t.c.state == InvoiceState.STAMPING, true()),
+                                        else_=t.c.must_check_stamped))
+        .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
+                   t.c.empresa_ref_id)
+    )
+    return session.connection().execute(stmt).first()
 
 
 def claim_notification(
@@ -113,14 +141,18 @@ def _transition(
     owner: str | None,
     now: datetime | None,
     values: dict[str, Any],
+    unless: ColumnElement[bool] | None = None,
 ) -> bool:
     now = now or utcnow()
-    stmt = update(model).where(model.id == row_id, model.state.in_(allowed_from))
+    c = model.__table__.c
+    stmt = update(model.__table__).where(c.id == row_id, c.state.in_(allowed_from))
     if owner is not None:
-        stmt = stmt.where(model.lease_owner == owner)
+        stmt = stmt.where(c.lease_owner == owner)
+    if unless is not None:
+        stmt = stmt.where(~unless)
     stmt = stmt.values(
         state=to, state_changed_at=now, lease_owner=None, lease_expires_at=None, **values
-    ).execution_options(synchronize_session=False)
+    )
     return session.execute(stmt).rowcount == 1
 
 
@@ -131,15 +163,17 @@ def transition_invoice(
     *,
     owner: str | None = None,
     now: datetime | None = None,
+    unless: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
     """Move an invoice to ``to`` if the transition table allows it from its current state.
 
     With ``owner`` the update is fenced: it applies only while that worker holds the lease.
-    Returns False (and changes nothing) otherwise. The lease is released.
+    With ``unless``, it applies only while that condition is false. Returns False (and
+    changes nothing) otherwise. The lease is released.
     """
     return _transition(
-        session, Invoice, invoice_id, to, invoice_sources(to), owner, now, values
+        session, Invoice, invoice_id, to, invoice_sources(to), owner, now, values, unless
     )
 
 

@@ -1,12 +1,12 @@
 """Outbox delivery to SIF: plain functions over a session factory and a SifClient.
 
-``deliver`` runs three short transactions and never holds one open across the PUT:
+``deliver`` runs two short transactions and never holds one open across the PUT:
 
-1. claim the row (queued|retry_wait due, or sending with an expired lease -> sending);
-2. read the invoice and notification (then build and validate the body, no transaction);
-3. after the PUT: record a DeliveryAttempt and settle the row, fenced by the lease owner.
+1. claim the row (queued|retry_wait due, or sending with an expired lease -> sending) and
+   read it with its invoice (then build and validate the body, no transaction);
+2. after the PUT: record a DeliveryAttempt and settle the row, fenced by the lease owner.
 
-A crash between the PUT and step 3 leaves the row ``sending`` with a lease; once the
+A crash between the PUT and step 2 leaves the row ``sending`` with a lease; once the
 lease expires the sweeper finds it (``due_notifications``) and it is sent again. SIF
 answers that resend 204 (it took the same status again) or 409 (it already holds the
 OK): both settle the row as delivered, and SIF holds one OK.
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, not_, or_, select
+from sqlalchemy import Engine, and_, func, insert, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.contextvars import bind_contextvars
 
 from worker.db.claims import claim_notification, transition_notification
 from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
@@ -121,13 +122,13 @@ def deliver(
             session, notification_id, owner=owner, lease_s=settings.claim_lease_s, now=now
         ):
             return DeliveryOutcome(notification_id, "not_claimed")
-
-    with factory.begin() as session:
         notification = session.get(Notification, notification_id)
         invoice = session.get(Invoice, notification.invoice_id) if notification else None
         session.expunge_all()  # keep the loaded values readable after the commit
     if notification is None or invoice is None:  # deleted under us: nothing to send
         return DeliveryOutcome(notification_id, "not_claimed")
+    bind_contextvars(invoice_id=invoice.id, reference=invoice.reference,
+                     empresa_ref_id=invoice.empresa_ref_id, sat_uuid=invoice.sat_uuid)
 
     try:
         body = body_for(invoice, notification, type_=settings.sif_type)
@@ -144,7 +145,7 @@ def deliver(
 
     answer = _put(client, invoice.empresa_ref_id, body)
     settled_at = now if clock_fixed else utcnow()
-    return _settle(factory, notification_id, invoice, answer, settings, owner, now, settled_at, rng)
+    return _settle(factory, notification, invoice, answer, settings, owner, now, settled_at, rng)
 
 
 def _put(client: SifClient, empresa_ref_id: str, body: dict[str, Any]) -> _Answer:
@@ -204,7 +205,7 @@ def _transient_failures(session: Session, notification_id: str) -> int:
 
 def _settle(
     factory: sessionmaker[Session],
-    notification_id: str,
+    claimed: Notification,
     invoice: Invoice,
     answer: _Answer,
     settings: Settings,
@@ -213,27 +214,24 @@ def _settle(
     now: datetime,
     rng: random.Random,
 ) -> DeliveryOutcome:
+    """``claimed``: the row as read under our lease (nobody else writes it while we hold it;
+    if somebody took it over, the fenced transition below changes nothing)."""
+    notification_id = claimed.id
     with factory.begin() as session:
-        session.add(
-            DeliveryAttempt(
-                notification_id=notification_id, started_at=started_at,
-                duration_ms=answer.duration_ms, status_code=answer.status_code,
-                error=answer.error, response_body=answer.body_text, worker=owner,
-            )
-        )
-        session.flush()
-        row = session.get(Notification, notification_id)
-        if row is None:
-            return DeliveryOutcome(notification_id, "lease_lost", status_code=answer.status_code)
+        session.execute(insert(DeliveryAttempt.__table__).values(
+            notification_id=notification_id, started_at=started_at,
+            duration_ms=answer.duration_ms, status_code=answer.status_code,
+            error=answer.error, response_body=answer.body_text, worker=owner,
+        ))
         decision = decide(
             status_code=answer.status_code,
             transport_error=answer.transport_error,
-            attempts=row.attempts,
+            attempts=claimed.attempts,
             transient_failures=(
                 _transient_failures(session, notification_id)
                 if is_transient(answer.status_code) else 0
             ),
-            first_404_at=row.first_404_at,
+            first_404_at=claimed.first_404_at,
             now=now,
             settings=settings,
             rng=rng,
@@ -294,9 +292,12 @@ def _log_decision(
         log.log(level, "SIF notification %s (%s): %s -> %s", notification_id, where, what, result)
 
 
-def due_notifications(session: Session, now: datetime, limit: int = 100) -> list[str]:
+def due_notifications(
+    session: Session, now: datetime, limit: int = 100, *, not_rung_since: datetime | None = None
+) -> list[str]:
     """Ids the sweeper should ring for: queued/retry_wait that are due, or sending whose
-    lease expired (the worker died between claim and settle)."""
+    lease expired (the worker died between claim and settle); with ``not_rung_since``,
+    only the rows not rung after that time."""
     now = _utc(now)
     N = NotificationState
     stmt = (
@@ -313,6 +314,8 @@ def due_notifications(session: Session, now: datetime, limit: int = 100) -> list
         .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
         .limit(limit)
     )
+    if not_rung_since is not None:
+        stmt = stmt.where(or_(Notification.rung_at.is_(None), Notification.rung_at <= _utc(not_rung_since)))
     return list(session.scalars(stmt))
 
 

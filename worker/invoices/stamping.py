@@ -4,11 +4,12 @@
 
 Guarantees (see shared/design/ARCHITECTURE.md):
 
-* No double stamp. Every call sends the exact bytes intake stored. Before a ``stamp``
-  call goes out, the claim transaction sets ``must_check_stamped``; only a definite
-  answer clears it. So after anything ambiguous (a timeout, a dropped connection, a
-  worker killed mid-call, a fault) the next attempt asks ``stamped`` first, and only
-  ``603`` lets it ``stamp`` again. Finkok's own 307 is the second guard.
+* No double stamp. Every call sends the exact bytes intake stored. A row in
+  ``stamping`` is a row whose stamp call may be in flight: a claim that takes one over
+  (its holder died or hung past the lease) sets ``must_check_stamped``, and a settle
+  after an ambiguous answer (a timeout, a dropped connection, a fault) keeps it set;
+  only a definite answer clears it. While it is set, the next attempt asks ``stamped``
+  first, and only ``603`` lets it ``stamp`` again. Finkok's own 307 is the second guard.
 * No lost outcome. A UUID and its XML are committed in the settle transaction together
   with the state and the SIF outbox row; if the process dies before that commit, the
   lease expires, the sweeper hands the row to another worker, and ``stamped`` returns
@@ -25,11 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.claims import claim_invoice, transition_invoice
-from worker.db.models import Invoice, Notification, StampAttempt, utcnow
+from structlog.contextvars import bind_contextvars
+
+from worker.db.claims import claim_invoice_for_stamp, transition_invoice
+from worker.db.models import Invoice, Notification, StampAttempt, new_id, utcnow
 from worker.finkok.errors import FinkokAmbiguous, FinkokError, FinkokNotSent, Kind, message_of
 from worker.finkok.results import StampResult
 from worker.invoices.states import InvoiceState
@@ -120,18 +123,14 @@ def stamp_invoice(
 def claim(
     sessions: sessionmaker[Session], invoice_id: str, *, owner: str, settings: Settings
 ) -> Job | None:
-    """Take the invoice (CAS + lease) and record that a stamp call may go out."""
+    """Take the invoice (CAS + lease); the same statement returns its XML and flags."""
     with sessions.begin() as session:
-        if not claim_invoice(session, invoice_id, owner=owner, lease_s=settings.claim_lease_s):
-            return None
-        row = session.execute(
-            select(Invoice.xml, Invoice.attempts, Invoice.must_check_stamped).where(
-                Invoice.id == invoice_id
-            )
-        ).one()
-        session.execute(
-            update(Invoice).where(Invoice.id == invoice_id).values(must_check_stamped=True)
-        )
+        row = claim_invoice_for_stamp(session, invoice_id, owner=owner,
+                                      lease_s=settings.claim_lease_s)
+    if row is None:
+        return None
+    bind_contextvars(invoice_id=invoice_id, reference=row.reference,
+                     empresa_ref_id=row.empresa_ref_id)  # on every line this task logs
     return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped)
 
 
@@ -209,14 +208,14 @@ def settle(
     """Record the calls and move the invoice, with its outbox row, in one transaction."""
     now = utcnow()
     with sessions.begin() as session:
-        session.add_all(
-            StampAttempt(
-                invoice_id=job.invoice_id, operation=c.operation, started_at=c.started_at,
-                duration_ms=c.duration_ms, outcome=c.outcome, codes=c.codes or None,
-                message=c.message, worker=owner,
-            )
-            for c in calls
-        )
+        if calls:
+            session.execute(insert(StampAttempt.__table__), [
+                {"invoice_id": job.invoice_id, "operation": c.operation,
+                 "started_at": c.started_at, "duration_ms": c.duration_ms,
+                 "outcome": c.outcome, "codes": c.codes or None, "message": c.message,
+                 "worker": owner}
+                for c in calls
+            ])
         outcome = _apply(session, job, verdict, owner=owner, settings=settings, now=now, rng=rng)
     _log_outcome(job, verdict, outcome)
     return outcome
@@ -238,31 +237,34 @@ def _apply(
     )
 
     if isinstance(verdict, Stamped):
-        holder = session.scalar(
-            select(Invoice.id).where(Invoice.sat_uuid == verdict.uuid, Invoice.id != job.invoice_id)
-        )
-        if holder is not None:  # the same sealed bytes were submitted under two references
-            verdict = Refused(
-                Kind.PERMANENT,
-                [_error("DUPLICATE", f"this CFDI was already stamped as invoice {holder} "
-                                     f"(UUID {verdict.uuid}); submit a new document")],
-            )
-        else:
-            wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
-            to = S.PENDING if wait_for_sat else S.STAMPED
-            if not move(
-                to, sat_uuid=verdict.uuid, stamped_xml=verdict.xml.encode("utf-8"),
-                fecha_timbrado=verdict.fecha, no_certificado_sat=verdict.no_certificado_sat,
-                stamped_at=now, must_check_stamped=False, errors=None, error_kind=None,
-                sat_status="S" if wait_for_sat else None,
-                next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s)
-                if wait_for_sat else None,
-            ):
-                return _lost_lease(job, to)
+        wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
+        to = S.PENDING if wait_for_sat else S.STAMPED
+        other = Invoice.__table__.alias("other")
+        held_elsewhere = exists().where(other.c.sat_uuid == verdict.uuid,
+                                        other.c.id != job.invoice_id)
+        if move(
+            to, unless=held_elsewhere, sat_uuid=verdict.uuid,
+            stamped_xml=verdict.xml.encode("utf-8"), fecha_timbrado=verdict.fecha,
+            no_certificado_sat=verdict.no_certificado_sat, stamped_at=now,
+            must_check_stamped=False, errors=None, error_kind=None,
+            sat_status="S" if wait_for_sat else None,
+            next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s)
+            if wait_for_sat else None,
+        ):
             ids = () if to is S.PENDING and settings.sif_ok_at == "sat" else (
                 _outbox(session, job.invoice_id, "OK"),
             )
             return StampOutcome(job.invoice_id, to, ids)
+        holder = session.scalar(select(other.c.id).where(other.c.sat_uuid == verdict.uuid,
+                                                         other.c.id != job.invoice_id))
+        if holder is None:
+            return _lost_lease(job, to)
+        # The same sealed bytes were submitted under two references.
+        verdict = Refused(
+            Kind.PERMANENT,
+            [_error("DUPLICATE", f"this CFDI was already stamped as invoice {holder} "
+                                 f"(UUID {verdict.uuid}); submit a new document")],
+        )
 
     if isinstance(verdict, Refused):
         to = S.FAILED if verdict.kind is Kind.ACCOUNT else S.REJECTED
@@ -304,10 +306,10 @@ def retry_delay_s(attempts: int, *, settings: Settings, rng: random.Random | Non
 
 def _outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"]) -> str:
     # rung_at: the task publishes its doorbell right after this commits (see sweep.py).
-    notification = Notification(invoice_id=invoice_id, status=status, rung_at=utcnow())
-    session.add(notification)
-    session.flush()
-    return notification.id
+    notification_id = new_id()
+    session.execute(insert(Notification.__table__).values(
+        id=notification_id, invoice_id=invoice_id, status=status, rung_at=utcnow()))
+    return notification_id
 
 
 def _lost_lease(job: Job, wanted: str) -> StampOutcome:

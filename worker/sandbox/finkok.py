@@ -27,7 +27,6 @@ import json
 import logging
 import socket
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
