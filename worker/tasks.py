@@ -18,6 +18,7 @@ from functools import cached_property
 
 from celery import Celery, Task
 from celery.signals import worker_init, worker_process_init
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.celery_app import (
@@ -29,6 +30,7 @@ from worker.celery_app import (
     create_app,
     publish_notify,
 )
+from worker.db.session import pinned_sessions
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,16 @@ class Resources:
     settings: Settings
 
     @cached_property
-    def sessions(self) -> sessionmaker[Session]:
-        from worker.db.session import get_engine, session_factory
+    def engine(self) -> Engine:
+        from worker.db.session import get_engine
 
-        return session_factory(get_engine(self.settings))
+        return get_engine(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        from worker.db.session import session_factory
+
+        return session_factory(self.engine)
 
     @cached_property
     def finkok(self):  # type: ignore[no-untyped-def]
@@ -97,7 +105,8 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         from worker.invoices.stamping import stamp_invoice as run
 
         r = resources()
-        outcome = run(r.sessions, r.finkok, settings, invoice_id, owner=owner_name(self.request.id))
+        with pinned_sessions(r.engine) as sessions:
+            outcome = run(sessions, r.finkok, settings, invoice_id, owner=owner_name(self.request.id))
         for notification_id in outcome.notification_ids:
             _publish(lambda: publish_notify(app, notification_id))
         if outcome.retry_in_s is not None and outcome.retry_in_s <= COUNTDOWN_MAX_S:
@@ -111,8 +120,9 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         from worker.invoices.notify import deliver
 
         r = resources()
-        outcome = deliver(r.sessions, notification_id, client=r.sif, settings=settings,
-                          owner=owner_name(self.request.id))
+        with pinned_sessions(r.engine) as sessions:
+            outcome = deliver(sessions, notification_id, client=r.sif, settings=settings,
+                              owner=owner_name(self.request.id))
         if outcome.next_attempt_at is not None:
             delay = (outcome.next_attempt_at - utcnow()).total_seconds()
             if delay <= COUNTDOWN_MAX_S:  # fast path; later retries wait for the sweeper
