@@ -89,7 +89,8 @@ def run_pipeline(
                 return s.scalar(select(func.count()).select_from(Invoice)
                                 .where(Invoice.state == "stamped")) or 0
 
-        time.sleep(3)  # let the workers connect before the clock starts
+        if not stack.wait_ready():  # the clock starts when every worker consumes
+            raise SystemExit(f"the workers did not start; logs in {stack.logs}")
         start = time.perf_counter()
         for i, xml in enumerate(xmls):
             submit(sessions, xml, empresa_ref_id="E-bench", reference=f"B{i}",
