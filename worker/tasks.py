@@ -71,6 +71,17 @@ class Resources:
 
         return SifClient(self.settings)
 
+    def warm(self) -> None:
+        """Connect before the first task instead of in it. Measured: with 24 processes
+        starting on 2 cores, the first task of each spent ~3 s, against ~0.4 s after."""
+        try:
+            with self.engine.connect():
+                pass
+            self.finkok.zeep_client("stamp")
+            self.sif  # noqa: B018 - builds the HTTP client (its TLS context is the slow part)
+        except Exception as exc:  # the first task meets the same problem and reports it
+            log.warning("worker process warm-up failed: %s", type(exc).__name__)
+
 
 def owner_name(task_id: str | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{(task_id or '-')[:8]}"
@@ -99,6 +110,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
 
         dispose_engines()
         state["resources"] = Resources(settings)
+        state["resources"].warm()
 
     @app.task(name=STAMP_TASK, bind=True, shared=False)
     def stamp_invoice(self: Task, invoice_id: str) -> str:
