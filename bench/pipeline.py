@@ -4,8 +4,12 @@
 
 The pipeline run starts a LocalStack (the Finkok and SIF sandboxes, Celery workers and the
 beat as processes), on PostgreSQL + Redis when they answer (else the embedded SQLite +
-filesystem broker), with the Finkok sandbox answering after --latency-ms. It enqueues the
-invoices through intake and times until every one is `stamped` (SIF delivery runs too).
+filesystem broker), with the Finkok sandbox answering after --latency-ms. The clock starts
+when every worker is ready; it enqueues the invoices through intake (``submit_many`` in
+chunks of --batch, as ``billing enqueue`` does; every invoice is validated, stored and
+published on its own) and times until every one is `stamped` (SIF delivery runs too).
+The producer shares the two cores with the workers: with --batch 1 its per-invoice
+transactions cost the pipeline a few invoices/s here.
 
 The baseline is what a cron job would do: one stamp call after another through the same
 Finkok client, against a fresh sandbox with the same latency, on the first --serial-count
@@ -147,9 +151,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=12, help="processes per worker")
     parser.add_argument("--notify-concurrency", type=int, default=2,
                         help="processes of a dedicated SIF-notification worker (0: shared)")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="invoices per intake transaction (1: one submit per invoice, as "
-                        "an API client sends them; `billing enqueue` uses 100)")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="invoices per intake transaction, as `billing enqueue` sends a "
+                        "manifest (1: one submit per invoice, as API clients send them)")
     parser.add_argument("--serial-count", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--embedded", action="store_true", help="force SQLite + filesystem broker")
