@@ -131,7 +131,12 @@ def _print_detail(d: dict[str, Any]) -> None:
     lease = (f"{d['lease_owner']} until {when(d['lease_expires_at'], now)}"
              if d["lease_owner"] else None)
     xml = f"version {d['xml_version']}, {d['xml_bytes']} bytes, sha256 {d['xml_sha256']}"
-    check = "yes: the last Finkok call went unanswered" if d["must_check_stamped"] else "no"
+    if d["must_check_stamped"]:
+        check = "yes: the last Finkok call went unanswered"
+    elif d["state"] == "stamping":
+        check = "not yet: a call may be in flight; if the lease expires, the next worker asks first"
+    else:
+        check = "no"
     console.print(Panel(_kv([
         ("invoice", d["id"]), ("empresa", d["empresa_ref_id"]), ("reference", d["reference"]),
         ("pedidoga", d["pedidoga"]), ("emisor / receptor", f"{d['emisor_rfc']} / {d['receptor_rfc']}"),
