@@ -85,6 +85,16 @@ def test_manifest_csv_and_jsonl(env: Path, runner: CliRunner, sessions: sessionm
     assert res.exit_code == 0, res.output
     assert _rows(sessions) == 3
 
+    # ids are taken as written, and refused like everywhere else when padded
+    (env / "f3.xml").write_bytes(build_invoice(folio="103"))
+    padded = env / "padded.csv"
+    padded.write_text("file,empresaRefId,reference,pedidoga\nf3.xml,E1, R3 ,\n")
+    res = runner.invoke(app, ["enqueue", "--manifest", str(padded), "--json"])
+    assert res.exit_code == 1
+    line = json.loads(res.stdout)
+    assert line["status"] == "refused" and "leading or trailing spaces" in line["message"]
+    assert _rows(sessions) == 3
+
 
 def test_config_masks_secrets(cli_env: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     secret_file = cli_env / "sif_secret"

@@ -162,12 +162,14 @@ def _manifest_items(manifest: Path, default_empresa: str | None) -> Iterator[Ite
         if not file:
             fail(f"{manifest}: row {n} has no 'file'", code=2)
         path = Path(file) if Path(file).is_absolute() else base / file
+        # Ids go to intake as written: " R1" is refused there, as it is from --reference
+        # and the API, rather than quietly becoming a different reference here.
         yield Item(
             f"{manifest.name}:{n}:{file}",
             path,
-            (row.get("empresaRefId") or default_empresa or "").strip(),
-            (row.get("reference") or "").strip(),
-            (row.get("pedidoga") or "").strip() or None,
+            row.get("empresaRefId") or default_empresa or "",
+            row.get("reference") or "",
+            row.get("pedidoga") or None,
         )
 
 
