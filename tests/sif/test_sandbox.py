@@ -187,3 +187,25 @@ def test_runs_as_a_process() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_client_that_resets_mid_request_is_not_a_traceback(
+    sif: SifSandbox, caplog: Any
+) -> None:
+    """The chaos run SIGKILLs SIF clients mid-PUT: the sandbox notes it at debug level
+    and keeps serving (it used to log a full traceback for each)."""
+    import logging
+    import struct
+
+    caplog.set_level(logging.DEBUG, logger="worker.sandbox")
+    host, port = sif.root_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(f"PUT /x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5000\r\n\r\n{{".encode())
+        time.sleep(0.2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("went away" in r.message for r in caplog.records):
+        time.sleep(0.05)
+    assert any("went away" in r.message for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert httpx.get(f"{sif.root_url}/_sandbox/received", timeout=5).status_code == 200

@@ -34,6 +34,7 @@ from worker.finkok.services import SOAP_PATH
 from worker.finkok.simulator.app import FinkokSimulator
 from worker.finkok.simulator.config import ConfigError, SandboxConfig
 from worker.finkok.wire import MAX_REQUEST_BYTES
+from worker.sandbox.http import SandboxHTTPServer
 
 log = logging.getLogger(__name__)
 CONTROL = "/_sandbox/"
@@ -44,26 +45,13 @@ def _hostport(server: ThreadingHTTPServer) -> str:
     return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Server(SandboxHTTPServer):
 
     def __init__(self, address: tuple[str, int], simulator: FinkokSimulator) -> None:
         self.simulator = simulator
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (timeout, reset) is normal here; anything else is logged."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
-            log.debug("client %s went away: %r", client_address, exc)
-            return
-        log.exception("sandbox request from %s failed", client_address)
 
     def close_connections(self) -> None:
         with self.connections_lock:

@@ -32,11 +32,12 @@ import sys
 import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from worker.sandbox.http import SandboxHTTPServer
 from worker.sif.schema import body_errors
 
 log = logging.getLogger("worker.sandbox.sif")
@@ -335,10 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         return code, (BODY_409 if code == 409 else None)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(SandboxHTTPServer):
     def __init__(self, address: tuple[str, int], sandbox: SifSandbox) -> None:
         self.sandbox = sandbox
         self.state = sandbox._state
