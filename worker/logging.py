@@ -143,7 +143,6 @@ def configure_logging(
 # --- Celery: bind the task and its invoice to every line the task logs ------------------------
 
 
-
 def instrument_tasks(app: Any) -> None:
     """Bind task id/name and the task's id argument for every task of ``app``; unbind after.
 

@@ -79,7 +79,7 @@ class Resources:
             with self.engine.connect():
                 pass
             self.finkok.zeep_client("stamp")
-            self.sif  # noqa: B018 - builds the HTTP client (its TLS context is the slow part)
+            self.sif  # noqa: B018 - builds the HTTP client
         except Exception as exc:  # the first task meets the same problem and reports it
             log.warning("worker process warm-up failed: %s", type(exc).__name__)
 
@@ -196,11 +196,12 @@ def warm_up() -> None:
     import worker.invoices.notify  # noqa: F401
     import worker.invoices.pending  # noqa: F401
     import worker.invoices.stamping  # noqa: F401
-    import worker.sif.client  # noqa: F401
     from worker.cfdi import extract, pdf  # noqa: F401
     from worker.finkok import services
+    from worker.sif.client import tls_context
 
     services.document("stamp")
+    tls_context()  # the SIF client's CA bundle, loaded once for all children
 
 
 def _publish(send: object) -> None:

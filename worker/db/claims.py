@@ -69,20 +69,18 @@ def _claim(session: Session, model: Model, row_id: str, **how: Any) -> bool:
     return session.connection().execute(_claim_statement(model, row_id, **how)).rowcount == 1
 
 
+_INVOICE_CLAIM: dict[str, Any] = {
+    "working_state": InvoiceState.STAMPING,
+    "waiting_states": (InvoiceState.RECEIVED, InvoiceState.RETRY_WAIT),
+}
+
+
 def claim_invoice(
     session: Session, invoice_id: str, *, owner: str, lease_s: float, now: datetime | None = None
 ) -> bool:
     """received|retry_wait (due) or stamping (lease expired) -> stamping, leased to owner."""
-    return _claim(
-        session,
-        Invoice,
-        invoice_id,
-        working_state=InvoiceState.STAMPING,
-        waiting_states=(InvoiceState.RECEIVED, InvoiceState.RETRY_WAIT),
-        owner=owner,
-        lease_s=lease_s,
-        now=now,
-    )
+    return _claim(session, Invoice, invoice_id, **_INVOICE_CLAIM, owner=owner, lease_s=lease_s,
+                  now=now)
 
 
 def claim_invoice_for_stamp(
@@ -98,11 +96,8 @@ def claim_invoice_for_stamp(
     """
     t = Invoice.__table__
     stmt = (
-        _claim_statement(
-            Invoice, invoice_id, working_state=InvoiceState.STAMPING,
-            waiting_states=(InvoiceState.RECEIVED, InvoiceState.RETRY_WAIT),
-            owner=owner, lease_s=lease_s, now=now,
-        )
+        _claim_statement(Invoice, invoice_id, **_INVOICE_CLAIM, owner=owner, lease_s=lease_s,
+                         now=now)
         .values(must_check_stamped=case((t.c.state == InvoiceState.STAMPING, true()),
                                         else_=t.c.must_check_stamped))
         .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,

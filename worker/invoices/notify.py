@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, not_, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
@@ -293,11 +293,10 @@ def _log_decision(
 
 
 def due_notifications(
-    session: Session, now: datetime, limit: int = 100, *, not_rung_since: datetime | None = None
+    session: Session, now: datetime, limit: int = 100, *, where: ColumnElement[bool] | None = None
 ) -> list[str]:
     """Ids the sweeper should ring for: queued/retry_wait that are due, or sending whose
-    lease expired (the worker died between claim and settle); with ``not_rung_since``,
-    only the rows not rung after that time."""
+    lease expired (the worker died between claim and settle); ``where`` narrows them."""
     now = _utc(now)
     N = NotificationState
     stmt = (
@@ -314,8 +313,8 @@ def due_notifications(
         .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
         .limit(limit)
     )
-    if not_rung_since is not None:
-        stmt = stmt.where(or_(Notification.rung_at.is_(None), Notification.rung_at <= _utc(not_rung_since)))
+    if where is not None:
+        stmt = stmt.where(where)
     return list(session.scalars(stmt))
 
 

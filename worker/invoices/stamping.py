@@ -243,10 +243,9 @@ def _apply(
     if isinstance(verdict, Stamped):
         wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
         to = S.PENDING if wait_for_sat else S.STAMPED
-        held_elsewhere = exists().where(_OTHER.c.sat_uuid == verdict.uuid,
-                                        _OTHER.c.id != job.invoice_id)
+        elsewhere = (_OTHER.c.sat_uuid == verdict.uuid, _OTHER.c.id != job.invoice_id)
         if move(
-            to, unless=held_elsewhere, sat_uuid=verdict.uuid,
+            to, unless=exists().where(*elsewhere), sat_uuid=verdict.uuid,
             stamped_xml=verdict.xml.encode("utf-8"), fecha_timbrado=verdict.fecha,
             no_certificado_sat=verdict.no_certificado_sat, stamped_at=now,
             must_check_stamped=False, errors=None, error_kind=None,
@@ -258,8 +257,7 @@ def _apply(
                 _outbox(session, job.invoice_id, "OK"),
             )
             return StampOutcome(job.invoice_id, to, ids)
-        holder = session.scalar(select(_OTHER.c.id).where(_OTHER.c.sat_uuid == verdict.uuid,
-                                                          _OTHER.c.id != job.invoice_id))
+        holder = session.scalar(select(_OTHER.c.id).where(*elsewhere))
         if holder is None:
             return _lost_lease(job, to)
         # The same sealed bytes were submitted under two references.

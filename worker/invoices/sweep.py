@@ -29,11 +29,10 @@ class Due:
 
 def due_invoices(
     session: Session, now: datetime, *, grace_s: float, limit: int = 500,
-    not_rung_since: datetime | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> list[str]:
     """received rows older than the grace (intake publishes those itself), due retry_wait
-    rows, and stamping rows whose lease expired; with ``not_rung_since``, only the rows
-    not rung after that time."""
+    rows, and stamping rows whose lease expired; ``where`` narrows them."""
     S = InvoiceState
     stmt = (
         select(Invoice.id)
@@ -48,8 +47,8 @@ def due_invoices(
         .order_by(Invoice.next_attempt_at)
         .limit(limit)
     )
-    if not_rung_since is not None:
-        stmt = stmt.where(_not_rung(Invoice, not_rung_since))
+    if where is not None:
+        stmt = stmt.where(where)
     return list(session.scalars(stmt))
 
 
@@ -59,16 +58,19 @@ def ring_due(
     """The due rows not rung within ``rering_after_s``, marked as rung now (the caller
     commits, then publishes)."""
     cutoff = now - timedelta(seconds=rering_after_s)
-    invoices = due_invoices(session, now, grace_s=grace_s, limit=limit, not_rung_since=cutoff)
+    invoices = due_invoices(session, now, grace_s=grace_s, limit=limit,
+                            where=_not_rung(Invoice, cutoff))
     # The grace keeps the sweeper from doubling the doorbell a task has just rung.
     notifications = due_notifications(session, now - timedelta(seconds=grace_s), limit,
-                                      not_rung_since=cutoff)
+                                      where=_not_rung(Notification, cutoff))
     _mark_rung(session, Invoice, invoices, now)
     _mark_rung(session, Notification, notifications, now)
     return Due(invoices, notifications)
 
 
-def _not_rung(model: type[Invoice] | type[Notification], cutoff: datetime) -> ColumnElement[bool]:
+def _not_rung(
+    model: type[Invoice] | type[Notification], cutoff: datetime
+) -> ColumnElement[bool]:
     return or_(model.rung_at.is_(None), model.rung_at <= cutoff)
 
 
