@@ -89,14 +89,29 @@ def build_formatter(*, as_json: bool, colors: bool = False) -> ProcessorFormatte
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is emitted (a CLI test runner or
-    a daemonizer may swap it after logging was configured)."""
+    a daemonizer may swap it after logging was configured), except a logging proxy.
+
+    A Celery worker (``worker_redirect_stdouts``, on by default) replaces ``sys.stderr``
+    with a ``LoggingProxy`` that turns writes into log records. Writing our records there
+    sends them back through the root logger, where the proxy's recursion guard drops them:
+    ``billing worker`` and ``billing beat`` logged nothing after the banner. A proxy is
+    never a terminal, so records go to the process's real stderr instead.
+    """
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
     def stream(self) -> IO[str]:  # type: ignore[override]
-        return sys.stderr
+        current = sys.stderr
+        if _is_logging_proxy(current) and sys.__stderr__ is not None:
+            return sys.__stderr__
+        return current
+
+
+def _is_logging_proxy(stream: object) -> bool:
+    """Celery's stdout/stderr proxy (checked by type name: no celery import for the CLI)."""
+    return type(stream).__name__ == "LoggingProxy"
 
 
 def configure_logging(
