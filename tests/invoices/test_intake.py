@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.cfdi.factory import build_invoice
 from worker.db.models import AuditLog, Invoice
 from worker.invoices.intake import InvoiceConflict, InvoiceRefused, SubmitResult, submit
-from worker.invoices.states import InvoiceState
+from worker.db.states import InvoiceState
 
 IDS = {"empresa_ref_id": "00000000-0000-1000-0000-000000000001", "reference": "0016921514"}
 

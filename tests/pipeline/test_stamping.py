@@ -14,7 +14,8 @@ from worker.db.models import Invoice, utcnow
 from worker.finkok.client import FinkokClient
 from worker.invoices.intake import submit
 from worker.invoices.pending import due_pending, poll_one
-from worker.invoices.stamping import retry_delay_s, stamp_invoice
+from worker.invoices.policy import retry_delay_s
+from worker.invoices.stamping import stamp_invoice
 from worker.invoices.sweep import due_invoices
 from worker.sandbox.finkok import FinkokSandbox
 from worker.settings import Settings

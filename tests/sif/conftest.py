@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.models import Invoice, Notification
-from worker.invoices.states import InvoiceState
+from worker.db.states import InvoiceState
 from worker.sandbox.sif import SifSandbox
 from worker.settings import Settings, load_settings
 from worker.sif.client import SifClient

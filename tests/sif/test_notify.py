@@ -13,14 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.models import AuditLog, DeliveryAttempt, Notification
-from worker.invoices.notify import (
-    DeliveryOutcome,
-    ResendError,
-    deliver,
-    due_notifications,
-    enqueue_resend,
-)
-from worker.invoices.states import NotificationState as N
+from worker.invoices.notify import DeliveryOutcome, deliver
+from worker.invoices.sweep import due_notifications
+from worker.ops.resend import ResendError, enqueue_resend
+from worker.db.states import NotificationState as N
 from worker.sandbox.sif import BODY_409, SifSandbox
 from worker.settings import Settings
 from worker.sif.client import SifClient
@@ -255,7 +251,7 @@ def test_due_notifications_for_the_sweeper(sessions: sessionmaker[Session], add_
     run(sessions, delivered, client, settings)
     sif.configure(faults=["503"])
     wait = run(sessions, waiting, client, settings)
-    from worker.db.claims import claim_notification
+    from worker.db.lifecycle import claim_notification
 
     with sessions.begin() as s:
         assert claim_notification(s, sending, owner="dead-worker", lease_s=30, now=T0)

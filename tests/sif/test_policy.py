@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from worker.invoices.states import NotificationState as N
+from worker.db.states import NotificationState as N
 from worker.sif.policy import CONNECTION, TIMEOUT, Decision, decide
 
 from .conftest import T0, make_settings

@@ -27,7 +27,7 @@ from worker.cli import options as opt
 from worker.cli.context import Context, console, current_actor, err_console, fail
 from worker.cli.output import cell, dumps, state_text
 from worker.db.models import utcnow
-from worker.invoices.states import InvoiceState, NotificationState
+from worker.db.states import InvoiceState, NotificationState
 from worker.logging import configure_logging
 from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
 from worker.ops.reprocess import (

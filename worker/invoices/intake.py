@@ -23,9 +23,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.claims import transition_invoice
+from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, new_id, utcnow
-from worker.invoices.states import REPLACEABLE_INVOICE_STATES, InvoiceState
+from worker.db.states import INVOICE_EDGES, InvoiceState, can
 from worker.invoices.validation import InvoiceRefused, check_cfdi, check_ids
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def _resubmit(
             f"{where} is already held by invoice {existing.id} ({existing.state}) with a "
             "different XML; to correct a rejected or failed invoice, submit with replace",
         )
-    if existing.state not in REPLACEABLE_INVOICE_STATES:
+    if not can(INVOICE_EDGES["reprocess"], existing.state):
         raise InvoiceConflict(
             existing.id,
             existing.state,
@@ -221,10 +221,10 @@ def _resubmit(
             "may hold a stamp for the current XML; reprocess it before replacing the XML",
         )
     now = utcnow()
-    moved = transition_invoice(
+    moved = move(
         session,
+        INVOICE_EDGES["reprocess"],
         existing.id,
-        InvoiceState.RECEIVED,
         now=now,
         xml=row["xml"],
         xml_sha256=row["xml_sha256"],

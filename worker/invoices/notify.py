@@ -7,7 +7,7 @@
 2. after the PUT: record a DeliveryAttempt and settle the row, fenced by the lease owner.
 
 A crash between the PUT and step 2 leaves the row ``sending`` with a lease; once the
-lease expires the sweeper finds it (``due_notifications``) and it is sent again. SIF
+lease expires the sweeper finds it (``worker.invoices.sweep``) and it is sent again. SIF
 answers that resend 204 (it took the same status again) or 409 (it already holds the
 OK): both settle the row as delivered, and SIF holds one OK.
 """
@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, not_, or_, select
+from sqlalchemy import Engine, func, insert, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
-from worker.db.claims import claim_notification, transition_notification
+from worker.db.lifecycle import claim_notification, move, settle_edge
 from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
 from worker.db.session import session_factory
-from worker.invoices.states import NotificationState
+from worker.db.states import NOTIFICATION_EDGES, NotificationState
 from worker.settings import Settings
 from worker.sif.client import (
     SifClient,
@@ -78,10 +78,6 @@ class _Answer:
     duration_ms: int
     error: str | None
     transport_error: str | None
-
-
-class ResendError(ValueError):
-    """The notification (or invoice) cannot be resent now."""
 
 
 def _factory(source: SessionSource) -> sessionmaker[Session]:
@@ -174,8 +170,8 @@ def _settle_unsent(
                 status_code=None, error=error, worker=owner,
             )
         )
-        moved = transition_notification(
-            session, notification_id, NotificationState.FAILED, owner=owner, now=now,
+        moved = move(
+            session, NOTIFICATION_EDGES["failed"], notification_id, owner=owner, now=now,
             result=result, next_attempt_at=None,
         )
     state = NotificationState.FAILED if moved else None
@@ -244,9 +240,8 @@ def _settle(
         }
         if decision.state == NotificationState.DELIVERED:
             values["delivered_at"] = now
-        moved = transition_notification(
-            session, notification_id, decision.state, owner=owner, now=now, **values
-        )
+        edge = settle_edge(NOTIFICATION_EDGES, NotificationState.SENDING, decision.state)
+        moved = move(session, edge, notification_id, owner=owner, now=now, **values)
 
     what = answer.status_code if answer.status_code is not None else answer.error
     if not moved:
@@ -290,82 +285,3 @@ def _log_decision(
         )
     else:
         log.log(level, "SIF notification %s (%s): %s -> %s", notification_id, where, what, result)
-
-
-def due_notifications(
-    session: Session, now: datetime, limit: int = 100, *, where: ColumnElement[bool] | None = None
-) -> list[str]:
-    """Ids the sweeper should ring for: queued/retry_wait that are due, or sending whose
-    lease expired (the worker died between claim and settle); ``where`` narrows them."""
-    now = _utc(now)
-    N = NotificationState
-    stmt = (
-        select(Notification.id)
-        .where(
-            or_(
-                and_(
-                    Notification.state.in_((N.QUEUED, N.RETRY_WAIT)),
-                    or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
-                ),
-                and_(Notification.state == N.SENDING, Notification.lease_expires_at < now),
-            )
-        )
-        .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
-        .limit(limit)
-    )
-    if where is not None:
-        stmt = stmt.where(where)
-    return list(session.scalars(stmt))
-
-
-def _resolve(session: Session, target_id: str) -> Notification:
-    """A notification id, or an invoice id (its most recent notification)."""
-    notification = session.get(Notification, target_id)
-    if notification is not None:
-        return notification
-    notification = session.scalars(
-        select(Notification)
-        .where(Notification.invoice_id == target_id)
-        .order_by(Notification.created_at.desc())
-        .limit(1)
-    ).first()
-    if notification is None:
-        raise ResendError(f"{target_id}: no notification, and no invoice with a notification")
-    return notification
-
-
-def enqueue_resend(
-    session: Session,
-    target_id: str,
-    *,
-    actor: str,
-    reason: str,
-    now: datetime | None = None,
-) -> str:
-    """Operations: put a delivered or failed notification back in the queue, audited.
-
-    ``target_id`` is a notification id or an invoice id (its latest notification). The
-    caller commits (and then rings the doorbell). Returns the notification id.
-    """
-    now = _utc(now)
-    if not actor.strip() or not reason.strip():
-        raise ResendError("a resend needs an actor and a reason")
-    notification = _resolve(session, target_id)
-    previous_state, previous_result = notification.state, notification.result
-    moved = transition_notification(
-        session, notification.id, NotificationState.QUEUED, now=now,
-        next_attempt_at=now, first_404_at=None, result=None,
-    )
-    if not moved:
-        raise ResendError(
-            f"notification {notification.id} is {previous_state}: only delivered or failed "
-            "notifications can be resent"
-        )
-    session.add(
-        AuditLog(
-            at=now, actor=actor, action=RESEND_ACTION, invoice_id=notification.invoice_id,
-            notification_id=notification.id, reason=reason,
-            details={"from_state": previous_state, "previous_result": previous_result},
-        )
-    )
-    return notification.id

@@ -11,16 +11,19 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.claims import transition_invoice
-from worker.db.models import Invoice, Notification, StampAttempt, utcnow
+from worker.db.lifecycle import due_where, move, outbox
+from worker.db.models import Invoice, StampAttempt, utcnow
+from worker.db.states import INVOICE_EDGES, SAT_POLL, InvoiceState
 from worker.finkok.errors import FinkokError
-from worker.invoices.states import InvoiceState
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.invoices.stamping import Finkok
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def due_pending(session: Session, now: datetime, limit: int = 100) -> list[str]:
     return list(
         session.scalars(
             select(Invoice.id)
-            .where(Invoice.state == InvoiceState.PENDING, Invoice.next_attempt_at <= now)
+            .where(due_where(Invoice, SAT_POLL, now))
             .order_by(Invoice.next_attempt_at)
             .limit(limit)
         )
@@ -46,12 +49,16 @@ def due_pending(session: Session, now: datetime, limit: int = 100) -> list[str]:
 
 
 def poll_one(
-    sessions: sessionmaker[Session], client: Any, settings: Settings, invoice_id: str, *, owner: str
+    sessions: sessionmaker[Session], client: Finkok, settings: Settings, invoice_id: str, *,
+    owner: str,
 ) -> PollOutcome:
+    """Ask Finkok where one pending stamp is; ``sat_done`` moves it (and writes the OK when
+    SIF hears at SAT), ``sat_waiting`` schedules the next poll. A CAS on the state: of two
+    pollers, one moves it. ``owner`` names the poller in the attempt row."""
     with sessions() as session:
         sat_uuid = session.scalar(
             select(Invoice.sat_uuid).where(
-                Invoice.id == invoice_id, Invoice.state == InvoiceState.PENDING
+                Invoice.id == invoice_id, Invoice.state.in_(sorted(SAT_POLL[0].sources))
             )
         )
     if sat_uuid is None:
@@ -77,20 +84,17 @@ def poll_one(
         session.add(attempt)
         if status == DELIVERED:
             # Compare-and-set: of two pollers, one moves it and writes the outbox row.
-            if transition_invoice(session, invoice_id, InvoiceState.STAMPED, now=now,
-                                  sat_status=DELIVERED, next_attempt_at=None, updated_at=now):
+            if move(session, INVOICE_EDGES["sat_done"], invoice_id, now=now,
+                    sat_status=DELIVERED, next_attempt_at=None, updated_at=now):
                 ids: tuple[str, ...] = ()
                 if settings.sif_ok_at == "sat":
-                    notification = Notification(invoice_id=invoice_id, status="OK")
-                    session.add(notification)
-                    session.flush()
-                    ids = (notification.id,)
+                    ids = (outbox(session, invoice_id, "OK", now=now),)
                 log.info("invoice %s delivered to SAT", invoice_id,
                          extra={"invoice_id": invoice_id, "sat_uuid": sat_uuid})
                 return PollOutcome(invoice_id, InvoiceState.STAMPED, ids)
             return PollOutcome(invoice_id, "skipped")
-        transition_invoice(
-            session, invoice_id, InvoiceState.PENDING, now=now, sat_status=status,
+        move(
+            session, INVOICE_EDGES["sat_waiting"], invoice_id, now=now, sat_status=status,
             next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s),
         )
         return PollOutcome(invoice_id, InvoiceState.PENDING)

@@ -23,19 +23,18 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session, sessionmaker
-
 from structlog.contextvars import bind_contextvars
 
-from worker.db.claims import claim_invoice_for_stamp, transition_invoice
-from worker.db.models import Invoice, Notification, StampAttempt, new_id, utcnow
+from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
+from worker.db.models import Invoice, StampAttempt, utcnow
 from worker.finkok.errors import FinkokAmbiguous, FinkokError, FinkokNotSent, Kind, message_of
-from worker.finkok.results import StampResult
-from worker.invoices.states import InvoiceState
+from worker.finkok.results import QueryPendingResult, StampResult
+from worker.invoices.policy import Refused, Retry, Stamped, Verdict, decide, duplicate
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,31 +46,14 @@ Sleep = Callable[[float], None]
 _OTHER = Invoice.__table__.alias("other")
 
 
-# --- what Finkok told us ------------------------------------------------------------------
+class Finkok(Protocol):
+    """What the pipeline needs of the PAC (``worker.finkok.client.FinkokClient``)."""
 
+    def stamp(self, xml: bytes) -> StampResult: ...
 
-@dataclass(frozen=True)
-class Stamped:
-    uuid: str
-    xml: str
-    fecha: str | None
-    no_certificado_sat: str | None
-    pending_sat: bool = False  # Finkok holds it, not yet delivered to SAT
+    def stamped(self, xml: bytes) -> StampResult: ...
 
-
-@dataclass(frozen=True)
-class Retry:
-    ambiguous: bool  # Finkok may have stamped: ask `stamped` before stamping again
-    errors: list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class Refused:
-    kind: Kind  # FISCAL_DATA / PERMANENT -> rejected; ACCOUNT -> failed
-    errors: list[dict[str, str]]
-
-
-Verdict = Stamped | Retry | Refused
+    def query_pending(self, uuid: str) -> QueryPendingResult: ...
 
 
 @dataclass
@@ -107,7 +89,7 @@ class StampOutcome:
 
 def stamp_invoice(
     sessions: sessionmaker[Session],
-    client: Any,
+    client: Finkok,
     settings: Settings,
     invoice_id: str,
     *,
@@ -139,7 +121,7 @@ def claim(
 
 
 def talk_to_finkok(
-    client: Any, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
+    client: Finkok, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
 ) -> Verdict:
     """Ask `stamped` first when a previous call went unanswered, then `stamp`."""
     if job.check_stamped_first:
@@ -165,7 +147,7 @@ def talk_to_finkok(
     return Retry(ambiguous=not result.incidencias, errors=_errors(result))
 
 
-def _ask_stamped(client: Any, job: Job, calls: list[Call]) -> Verdict | None:
+def _ask_stamped(client: Finkok, job: Job, calls: list[Call]) -> Verdict | None:
     """None: Finkok holds no stamp for these bytes (603), so stamping is safe."""
     try:
         result = _call(calls, "stamped", client.stamped, job.xml)
@@ -181,7 +163,7 @@ def _ask_stamped(client: Any, job: Job, calls: list[Call]) -> Verdict | None:
 
 
 def _look_up_previous_stamp(
-    client: Any, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
+    client: Finkok, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
 ) -> Verdict:
     """307 without the XML: Finkok stamped these bytes before. Fetch it, a bounded number
     of times with a growing pause; after that the invoice waits (still must check)."""
@@ -225,92 +207,25 @@ def settle(
     return outcome
 
 
-def _apply(
-    session: Session,
-    job: Job,
-    verdict: Verdict,
-    *,
-    owner: str,
-    settings: Settings,
-    now: datetime,
-    rng: random.Random | None,
-) -> StampOutcome:
-    S = InvoiceState
-    move = lambda to, **values: transition_invoice(  # noqa: E731
-        session, job.invoice_id, to, owner=owner, now=now, updated_at=now, **values
-    )
-
+def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings: Settings,
+           now: datetime, rng: random.Random | None) -> StampOutcome:
+    """Take the decided edge (fenced by our lease) and write its outbox row. A stamp whose
+    UUID another invoice already holds is that invoice's: this one is a DUPLICATE."""
+    decision = decide(verdict, attempts=job.attempts, settings=settings, now=now, rng=rng)
+    unless = None
     if isinstance(verdict, Stamped):
-        wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
-        to = S.PENDING if wait_for_sat else S.STAMPED
         elsewhere = (_OTHER.c.sat_uuid == verdict.uuid, _OTHER.c.id != job.invoice_id)
-        if move(
-            to, unless=exists().where(*elsewhere), sat_uuid=verdict.uuid,
-            stamped_xml=verdict.xml.encode("utf-8"), fecha_timbrado=verdict.fecha,
-            no_certificado_sat=verdict.no_certificado_sat, stamped_at=now,
-            must_check_stamped=False, errors=None, error_kind=None,
-            sat_status="S" if wait_for_sat else None,
-            next_attempt_at=now + timedelta(seconds=settings.pending_poll_interval_s)
-            if wait_for_sat else None,
-        ):
-            ids = () if to is S.PENDING and settings.sif_ok_at == "sat" else (
-                _outbox(session, job.invoice_id, "OK"),
-            )
-            return StampOutcome(job.invoice_id, to, ids)
-        holder = session.scalar(select(_OTHER.c.id).where(*elsewhere))
-        if holder is None:
-            return _lost_lease(job, to)
-        # The same sealed bytes were submitted under two references.
-        verdict = Refused(
-            Kind.PERMANENT,
-            [_error("DUPLICATE", f"this CFDI was already stamped as invoice {holder} "
-                                 f"(UUID {verdict.uuid}); submit a new document")],
-        )
-
-    if isinstance(verdict, Refused):
-        to = S.FAILED if verdict.kind is Kind.ACCOUNT else S.REJECTED
-        if not move(to, errors=verdict.errors, error_kind=str(verdict.kind),
-                    must_check_stamped=False, next_attempt_at=None):
-            return _lost_lease(job, to)
-        return StampOutcome(job.invoice_id, to, (_outbox(session, job.invoice_id, "NOK"),))
-
-    assert isinstance(verdict, Retry)
-    if job.attempts >= settings.stamp_max_attempts:
-        if verdict.ambiguous:
-            # We cannot say "not stamped": no NOK. A person reprocesses (which asks `stamped`).
-            if not move(S.FAILED, errors=verdict.errors, error_kind="unknown",
-                        must_check_stamped=True, next_attempt_at=None):
-                return _lost_lease(job, S.FAILED)
-            return StampOutcome(job.invoice_id, S.FAILED)
-        if not move(S.FAILED, errors=verdict.errors, error_kind="exhausted",
-                    must_check_stamped=False, next_attempt_at=None):
-            return _lost_lease(job, S.FAILED)
-        return StampOutcome(job.invoice_id, S.FAILED, (_outbox(session, job.invoice_id, "NOK"),))
-
-    delay = retry_delay_s(job.attempts, settings=settings, rng=rng)
-    if verdict.ambiguous:
-        # A call we gave up on may still be running at Finkok. Wait at least one more read
-        # timeout before asking `stamped`, so a late stamp is there to be found (else only
-        # Finkok's 307 would stand between us and a second stamp).
-        delay = max(delay, settings.finkok_read_timeout_s)
-    if not move(S.RETRY_WAIT, errors=verdict.errors, must_check_stamped=verdict.ambiguous,
-                next_attempt_at=now + timedelta(seconds=delay)):
-        return _lost_lease(job, S.RETRY_WAIT)
-    return StampOutcome(job.invoice_id, S.RETRY_WAIT, retry_in_s=delay)
-
-
-def retry_delay_s(attempts: int, *, settings: Settings, rng: random.Random | None = None) -> float:
-    """Exponential backoff with equal jitter: half the step fixed, half random."""
-    step = min(settings.stamp_backoff_max_s, settings.stamp_backoff_base_s * 2 ** max(0, attempts - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
-
-
-def _outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"]) -> str:
-    # rung_at: the task publishes its doorbell right after this commits (see sweep.py).
-    notification_id = new_id()
-    session.execute(insert(Notification.__table__).values(
-        id=notification_id, invoice_id=invoice_id, status=status, rung_at=utcnow()))
-    return notification_id
+        unless = exists().where(*elsewhere)
+    if not move(session, decision.edge, job.invoice_id, owner=owner, now=now, unless=unless,
+                updated_at=now, **decision.values):
+        holder = (session.scalar(select(_OTHER.c.id).where(*elsewhere))
+                  if isinstance(verdict, Stamped) else None)
+        if holder is None or not isinstance(verdict, Stamped):
+            return _lost_lease(job, decision.edge.target)
+        return _apply(session, job, duplicate(holder, verdict.uuid), owner=owner,
+                      settings=settings, now=now, rng=rng)
+    ids = (outbox(session, job.invoice_id, decision.outbox, now=now),) if decision.outbox else ()
+    return StampOutcome(job.invoice_id, decision.edge.target, ids, decision.retry_in_s)
 
 
 def _lost_lease(job: Job, wanted: str) -> StampOutcome:

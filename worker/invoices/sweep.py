@@ -11,14 +11,14 @@ on every sweep (found by the chaos run: 13,000 stale doorbells).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 
+from worker.db.lifecycle import due_where
 from worker.db.models import Invoice, Notification
-from worker.invoices.notify import due_notifications
-from worker.invoices.states import InvoiceState
+from worker.db.states import INVOICE_CLAIM, NOTIFICATION_CLAIM, InvoiceState
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,34 @@ def due_invoices(
     session: Session, now: datetime, *, grace_s: float, limit: int = 500,
     where: ColumnElement[bool] | None = None,
 ) -> list[str]:
-    """received rows older than the grace (intake publishes those itself), due retry_wait
-    rows, and stamping rows whose lease expired; ``where`` narrows them."""
-    S = InvoiceState
+    """Invoices a worker's claim would take now (``due_where`` over the claim edges: due
+    received/retry_wait rows, stamping rows whose lease expired), except received rows
+    younger than the grace (intake rang those itself); ``where`` narrows them."""
+    just_received = and_(Invoice.state == InvoiceState.RECEIVED,
+                         Invoice.next_attempt_at > now - timedelta(seconds=grace_s))
     stmt = (
         select(Invoice.id)
-        .where(
-            or_(
-                and_(Invoice.state == S.RECEIVED,
-                     Invoice.next_attempt_at <= now - timedelta(seconds=grace_s)),
-                and_(Invoice.state == S.RETRY_WAIT, Invoice.next_attempt_at <= now),
-                and_(Invoice.state == S.STAMPING, Invoice.lease_expires_at < now),
-            )
-        )
+        .where(due_where(Invoice, INVOICE_CLAIM, now), not_(just_received))
         .order_by(Invoice.next_attempt_at)
+        .limit(limit)
+    )
+    if where is not None:
+        stmt = stmt.where(where)
+    return list(session.scalars(stmt))
+
+
+def due_notifications(
+    session: Session, now: datetime, limit: int = 100, *, where: ColumnElement[bool] | None = None
+) -> list[str]:
+    """Notifications a worker's claim would take at ``now`` (queued/retry_wait due, or
+    sending whose lease expired: the worker died between claim and settle)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.astimezone(timezone.utc)
+    stmt = (
+        select(Notification.id)
+        .where(due_where(Notification, NOTIFICATION_CLAIM, now))
+        .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
         .limit(limit)
     )
     if where is not None:

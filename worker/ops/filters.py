@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from worker.db.models import Invoice, Notification
-from worker.invoices.states import InvoiceState, NotificationState
+from worker.db.states import InvoiceState, NotificationState
 
 TimeField = Literal["changed", "created"]
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]

@@ -24,11 +24,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from worker.db.claims import transition_invoice
+from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, Notification, utcnow
 from worker.invoices.intake import InvoiceConflict, submit
-from worker.invoices.notify import ResendError, enqueue_resend
-from worker.invoices.states import InvoiceState, NotificationState
+from worker.ops.resend import ResendError, enqueue_resend
+from worker.db.states import (
+    INVOICE_EDGES,
+    NOTIFICATION_EDGES,
+    InvoiceState,
+    NotificationState,
+    can,
+)
 from worker.invoices.validation import InvoiceRefused, check_cfdi
 from worker.ops.filters import (
     InvoiceFilter,
@@ -47,8 +53,8 @@ Progress = Callable[["ActionResult"], None]
 
 S = InvoiceState
 N = NotificationState
-REPROCESSABLE = (S.REJECTED, S.FAILED)
-RESENDABLE = (N.DELIVERED, N.FAILED)
+REPROCESS = INVOICE_EDGES["reprocess"]
+RESEND = NOTIFICATION_EDGES["resend"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def plan_reprocess(invoice: Invoice, key: str | None = None) -> Plan:
     key = key or invoice.id
     base = Plan(key, False, "", invoice.id, None, invoice.reference, invoice.state)
     state = invoice.state
-    if state in REPROCESSABLE:
+    if can(REPROCESS, state):
         note = f"{state} -> received: attempts reset, next attempt now, errors cleared"
         if invoice.must_check_stamped:
             note += "; the last Finkok call went unanswered, so it asks Finkok `stamped` first"
@@ -148,8 +154,8 @@ def reprocess_invoice(
         "old_state": invoice.state, "old_errors": invoice.errors, "old_error_kind": invoice.error_kind,
         "old_attempts": invoice.attempts, "must_check_stamped": invoice.must_check_stamped,
     }
-    moved = transition_invoice(
-        session, invoice_id, S.RECEIVED, now=now, attempts=0, next_attempt_at=now,
+    moved = move(
+        session, REPROCESS, invoice_id, now=now, attempts=0, next_attempt_at=now,
         errors=None, error_kind=None, updated_at=now,
     )
     if not moved:  # a CAS miss: someone moved it since we read it
@@ -263,7 +269,7 @@ def plan_resend(session: Session, notification: Notification, key: str | None = 
     base = Plan(key or notification.id, False, "", notification.invoice_id, notification.id,
                 invoice.reference if invoice else None, notification.state)
     what = f"{notification.status} notification"
-    if notification.state not in RESENDABLE:
+    if not can(RESEND, notification.state):
         return replace(base, note=f"refused: {what} is {notification.state}, it is already queued "
                                   "to be sent")
     latest = _latest_notification(session, notification.invoice_id)
@@ -271,7 +277,7 @@ def plan_resend(session: Session, notification: Notification, key: str | None = 
         return replace(base, note=(
             f"refused: superseded by {latest.status} notification {latest.id} of the same "
             "invoice; resending this one would report an old outcome"))
-    if invoice is not None and notification.status == "NOK" and invoice.state not in REPROCESSABLE:
+    if invoice is not None and notification.status == "NOK" and not can(REPROCESS, invoice.state):
         return replace(base, note=(
             f"refused: the invoice is now {invoice.state}; this NOK no longer says its outcome"))
     last = f" (last result {notification.result})" if notification.result else ""

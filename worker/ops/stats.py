@@ -22,7 +22,7 @@ from worker.db.models import (
     StampAttempt,
     utcnow,
 )
-from worker.invoices.states import InvoiceState, NotificationState
+from worker.db.states import InvoiceState, NotificationState
 
 # States a row leaves by itself; one that stays long in them is worth a look.
 MOVING_INVOICE_STATES = (InvoiceState.RECEIVED, InvoiceState.STAMPING, InvoiceState.RETRY_WAIT,

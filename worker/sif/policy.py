@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from worker.invoices.states import NotificationState
+from worker.db.states import NotificationState
 from worker.settings import Settings
 
 TIMEOUT = "timeout"

@@ -1,0 +1,194 @@
+"""The moves of the lifecycle (``worker.db.states``) as SQL, the same on SQLite and PostgreSQL.
+
+A claim is one UPDATE that succeeds for exactly one caller:
+
+    UPDATE invoices SET state='stamping', lease_owner=:me, lease_expires_at=:t, attempts+1
+     WHERE id=:id AND ((state IN ('received','retry_wait') AND next_attempt_at <= :now)
+                       OR (state='stamping' AND lease_expires_at < :now))
+
+rowcount 1 means the row is ours until the lease expires; 0 means someone else has it,
+it is not due, or it is settled. Its WHERE is built from the claim edges (``claim`` and
+``take_over``) and their ``due`` rule, as are the sweeper's and the pending poller's due
+queries (``due_where``): one definition of "due".
+
+Every other state change is ``move(session, edge, id, ...)``: a compare-and-set UPDATE
+``WHERE id = :id AND state IN (<edge sources>)``, plus ``AND lease_owner = :owner`` for a
+fenced edge (calling one without an owner is a ``TypeError``). It releases the lease and
+returns whether the row moved. ``outbox()`` is the one writer of SIF outbox rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Row, Update, and_, case, false, insert, or_, true, update
+from sqlalchemy.orm import Session
+
+from worker.db.models import Invoice, Notification, new_id, utcnow
+from worker.db.states import (
+    INVOICE_CLAIM,
+    INVOICE_EDGES,
+    NOTIFICATION_CLAIM,
+    NOTIFICATION_EDGES,
+    Edge,
+    InvoiceState,
+)
+
+Model = type[Invoice] | type[Notification]
+
+
+def _model_for(edge: Edge) -> Model:
+    if INVOICE_EDGES.get(edge.name) is edge:
+        return Invoice
+    if NOTIFICATION_EDGES.get(edge.name) is edge:
+        return Notification
+    raise ValueError(f"edge {edge.name!r} is not in the lifecycle tables")
+
+
+# --- which rows are due --------------------------------------------------------------------
+
+
+def due_where(model: Model, edges: Iterable[Edge], at: datetime) -> ColumnElement[bool]:
+    """Rows of ``model`` that one of ``edges`` may take at ``at``, by each edge's due rule."""
+    c = model.__table__.c
+    arms: list[ColumnElement[bool]] = []
+    for edge in edges:
+        in_sources = c.state.in_(sorted(edge.sources))
+        if edge.due == "next_attempt":
+            arms.append(and_(in_sources,
+                             or_(c.next_attempt_at.is_(None), c.next_attempt_at <= at)))
+        elif edge.due == "lease_expired":
+            arms.append(and_(in_sources, c.lease_expires_at < at))
+        else:
+            raise ValueError(f"edge {edge.name!r} has no due rule")
+    return or_(*arms) if arms else false()
+
+
+# --- claims --------------------------------------------------------------------------------
+
+
+def _claim_statement(model: Model, edges: tuple[Edge, ...], row_id: str, *, owner: str,
+                     lease_s: float, now: datetime | None) -> Update:
+    now = now or utcnow()
+    (working,) = {e.target for e in edges}
+    c = model.__table__.c  # Core columns: one statement, no ORM bookkeeping on the hot path
+    return (
+        update(model.__table__)
+        .where(c.id == row_id, due_where(model, edges, now))
+        .values(
+            state=working,
+            state_changed_at=now,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            attempts=c.attempts + 1,
+        )
+    )
+
+
+def claim_invoice_for_stamp(
+    session: Session, invoice_id: str, *, owner: str, lease_s: float, now: datetime | None = None
+) -> Row[Any] | None:
+    """``claim`` (received|retry_wait, due) or ``take_over`` (stamping, lease expired) ->
+    stamping, leased to ``owner``; the same statement returns what the stamp needs: the
+    stored XML, attempts (this claim counted), the ids for the log, and whether a stamp
+    call may already have gone out for these bytes (``must_check_stamped``).
+
+    A take-over sets ``must_check_stamped``: the previous holder died or hung mid-call,
+    and its stamp may exist. (SET reads the row as it was before the UPDATE, on SQLite and
+    PostgreSQL alike.) No row: not ours to stamp now.
+    """
+    t = Invoice.__table__
+    taking_over = t.c.state.in_(sorted(INVOICE_EDGES["take_over"].sources))
+    stmt = (
+        _claim_statement(Invoice, INVOICE_CLAIM, invoice_id, owner=owner, lease_s=lease_s,
+                         now=now)
+        .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
+        .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
+                   t.c.empresa_ref_id)
+    )
+    return session.connection().execute(stmt).first()
+
+
+def claim_notification(
+    session: Session, notification_id: str, *, owner: str, lease_s: float,
+    now: datetime | None = None,
+) -> bool:
+    """``claim`` (queued|retry_wait, due) or ``take_over`` (sending, lease expired) ->
+    sending, leased to ``owner``."""
+    stmt = _claim_statement(Notification, NOTIFICATION_CLAIM, notification_id, owner=owner,
+                            lease_s=lease_s, now=now)
+    return session.connection().execute(stmt).rowcount == 1
+
+
+# --- moves ---------------------------------------------------------------------------------
+
+
+def move(
+    session: Session,
+    edge: Edge,
+    row_id: str,
+    *,
+    owner: str | None = None,
+    now: datetime | None = None,
+    unless: ColumnElement[bool] | None = None,
+    **values: Any,
+) -> bool:
+    """Take ``edge`` for one row if its state is one of the edge's sources.
+
+    A fenced edge needs ``owner`` and applies only while that worker holds the lease. With
+    ``unless``, it applies only while that condition is false. Returns False (and changes
+    nothing) otherwise. The lease is released; ``values`` are written with the state.
+    """
+    if edge.fenced and owner is None:
+        raise TypeError(f"edge {edge.name!r} is fenced: pass the lease owner")
+    if edge.due == "lease_expired" or edge in INVOICE_CLAIM or edge in NOTIFICATION_CLAIM:
+        raise TypeError(f"edge {edge.name!r} is a claim: use the claim functions")
+    model = _model_for(edge)
+    now = now or utcnow()
+    c = model.__table__.c
+    stmt = update(model.__table__).where(c.id == row_id, c.state.in_(sorted(edge.sources)))
+    if owner is not None:
+        stmt = stmt.where(c.lease_owner == owner)
+    if unless is not None:
+        stmt = stmt.where(~unless)
+    stmt = stmt.values(state=edge.target, state_changed_at=now, lease_owner=None,
+                       lease_expires_at=None, **values)
+    return session.execute(stmt).rowcount == 1
+
+
+def settle_edge(edges: dict[str, Edge], working: str, target: str) -> Edge:
+    """The fenced edge a holder takes from ``working`` to ``target`` (a SIF decision's state)."""
+    found = [e for e in edges.values() if e.fenced and working in e.sources and e.target == target]
+    if len(found) != 1:
+        raise ValueError(f"no single fenced edge from {working!r} to {target!r}")
+    return found[0]
+
+
+# --- the outbox ----------------------------------------------------------------------------
+
+
+def outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"], *,
+           now: datetime | None = None) -> str:
+    """Write one SIF outbox row for the invoice (in the caller's transaction); returns its id.
+
+    ``rung_at`` is set: the caller rings its doorbell right after the commit, so the
+    sweeper leaves it alone for ``sweep_rering_after_s`` (if that publish fails, the
+    sweeper rings it after that).
+    """
+    notification_id = new_id()
+    session.execute(insert(Notification.__table__).values(
+        id=notification_id, invoice_id=invoice_id, status=status, rung_at=now or utcnow()))
+    return notification_id
+
+
+__all__ = [
+    "InvoiceState",
+    "claim_invoice_for_stamp",
+    "claim_notification",
+    "due_where",
+    "move",
+    "outbox",
+    "settle_edge",
+]

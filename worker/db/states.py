@@ -1,0 +1,108 @@
+"""Every state and every named move between states: one table per row kind.
+
+Invoice:       received ─claim─▶ stamping ─stamped|pending|retry|rejected|failed─▶ …
+               retry_wait ─claim─▶ stamping;  stamping ─take_over─▶ stamping (lease expired)
+               pending ─sat_waiting─▶ pending ─sat_done─▶ stamped
+               rejected|failed ─reprocess─▶ received
+Notification:  queued|retry_wait ─claim─▶ sending ─delivered|retry|failed─▶ …
+               sending ─take_over─▶ sending (lease expired);  delivered|failed ─resend─▶ queued
+
+An edge names its source states, its target, whether it is **fenced** (applies only
+while the caller holds the row's lease, so a worker whose lease was taken over cannot
+overwrite the newer holder's outcome) and, for edges a worker or poller picks rows for,
+**when** a source row is due (``next_attempt_at`` reached, or the lease expired). The claim
+statements, the sweeper's and the pending poller's due queries, and every "may this row
+be reprocessed / replaced / resent" question are derived from these tables
+(``worker.db.lifecycle``), so they cannot drift apart. Nothing else writes a state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class InvoiceState(StrEnum):
+    RECEIVED = "received"  # stored, waiting for a worker
+    STAMPING = "stamping"  # claimed by a worker (lease) and talking to Finkok
+    RETRY_WAIT = "retry_wait"  # transient/ambiguous outcome, next try at next_attempt_at
+    PENDING = "pending"  # stamped by Finkok, not yet delivered to SAT (query_pending)
+    STAMPED = "stamped"  # UUID and stamped XML held: terminal
+    REJECTED = "rejected"  # Finkok/SAT refused the document: terminal until reprocessed
+    FAILED = "failed"  # needs a person (account fault, attempts exhausted)
+
+
+class NotificationState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRY_WAIT = "retry_wait"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# When a row in a source state is due for the edge (None: the edge is taken on demand).
+Due = Literal["next_attempt", "lease_expired"] | None
+
+
+@dataclass(frozen=True)
+class Edge:
+    name: str
+    sources: frozenset[str]
+    target: str
+    fenced: bool  # only while the caller holds the lease (pass its owner)
+    due: Due = None
+
+    def allows(self, state: str) -> bool:
+        return state in self.sources
+
+
+def _edge(name: str, sources: set[str], target: str, *, fenced: bool = False,
+          due: Due = None) -> Edge:
+    return Edge(name, frozenset(sources), target, fenced, due)
+
+
+S = InvoiceState
+INVOICE_EDGES: dict[str, Edge] = {e.name: e for e in (
+    # A worker takes a due row (CAS + lease) ...
+    _edge("claim", {S.RECEIVED, S.RETRY_WAIT}, S.STAMPING, due="next_attempt"),
+    # ... or one whose holder died or hung past its lease (its call may have stamped).
+    _edge("take_over", {S.STAMPING}, S.STAMPING, due="lease_expired"),
+    # The holder settles what Finkok said.
+    _edge("stamped", {S.STAMPING}, S.STAMPED, fenced=True),
+    _edge("pending", {S.STAMPING}, S.PENDING, fenced=True),
+    _edge("retry", {S.STAMPING}, S.RETRY_WAIT, fenced=True),
+    _edge("rejected", {S.STAMPING}, S.REJECTED, fenced=True),
+    _edge("failed", {S.STAMPING}, S.FAILED, fenced=True),
+    # The pending poller (no lease: a CAS on the state decides which poller moves it).
+    _edge("sat_waiting", {S.PENDING}, S.PENDING, due="next_attempt"),
+    _edge("sat_done", {S.PENDING}, S.STAMPED, due="next_attempt"),
+    # Operations and intake: back to stamping, optionally with a corrected XML.
+    _edge("reprocess", {S.REJECTED, S.FAILED}, S.RECEIVED),
+)}
+
+N = NotificationState
+NOTIFICATION_EDGES: dict[str, Edge] = {e.name: e for e in (
+    _edge("claim", {N.QUEUED, N.RETRY_WAIT}, N.SENDING, due="next_attempt"),
+    _edge("take_over", {N.SENDING}, N.SENDING, due="lease_expired"),
+    _edge("delivered", {N.SENDING}, N.DELIVERED, fenced=True),
+    _edge("retry", {N.SENDING}, N.RETRY_WAIT, fenced=True),
+    _edge("failed", {N.SENDING}, N.FAILED, fenced=True),
+    _edge("resend", {N.DELIVERED, N.FAILED}, N.QUEUED),
+)}
+
+# The edges a worker's claim takes, per working state.
+INVOICE_CLAIM = (INVOICE_EDGES["claim"], INVOICE_EDGES["take_over"])
+NOTIFICATION_CLAIM = (NOTIFICATION_EDGES["claim"], NOTIFICATION_EDGES["take_over"])
+# The edges the pending poller picks rows for.
+SAT_POLL = (INVOICE_EDGES["sat_done"],)
+
+
+def can(edge: Edge, state: str) -> bool:
+    """May a row in ``state`` take ``edge``? (Ops and intake ask before they plan.)"""
+    return edge.allows(state)
+
+
+def names(edges: dict[str, Edge], state: str) -> list[str]:
+    """The edges a row in ``state`` may take (for messages: "only rejected or failed ...")."""
+    return [e.name for e in edges.values() if e.allows(state)]

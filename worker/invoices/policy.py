@@ -1,0 +1,126 @@
+"""What one Finkok verdict means for the invoice: a pure decision, no I/O.
+
+| verdict                                          | edge     | SIF outbox | notes                         |
+|--------------------------------------------------|----------|------------|-------------------------------|
+| Stamped by a fresh `stamp`                       | stamped  | OK         | Finkok delivered it to SAT    |
+| Stamped by a fresh `stamp`, sif_ok_at=sat        | pending  | —          | OK once query_pending says F  |
+| Stamped, recovered (307 with XML, `stamped`)     | pending  | OK         | may still be queued for SAT   |
+| Stamped, recovered, sif_ok_at=sat                | pending  | —          |                               |
+| Refused: fiscal data or permanent (a DUPLICATE)  | rejected | NOK        | the document must change      |
+| Refused: account fault                           | failed   | NOK        |                               |
+| Retry, attempts left                             | retry    | —          | backoff; ambiguous: ≥ the read timeout, must_check_stamped |
+| Retry, ambiguous, attempts exhausted             | failed   | —          | cannot say "not stamped": no NOK |
+| Retry, definite, attempts exhausted              | failed   | NOK        |                               |
+
+``settle`` in ``worker.invoices.stamping`` applies the decision: it takes the edge (fenced
+by the lease) with the values, and writes the outbox row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from worker.db.states import INVOICE_EDGES, Edge
+from worker.finkok.errors import Kind
+from worker.settings import Settings
+
+# --- what Finkok told us ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stamped:
+    uuid: str
+    xml: str
+    fecha: str | None
+    no_certificado_sat: str | None
+    pending_sat: bool = False  # Finkok holds it, not yet delivered to SAT
+
+
+@dataclass(frozen=True)
+class Retry:
+    ambiguous: bool  # Finkok may have stamped: ask `stamped` before stamping again
+    errors: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    kind: Kind  # FISCAL_DATA / PERMANENT -> rejected; ACCOUNT -> failed
+    errors: list[dict[str, str]]
+
+
+Verdict = Stamped | Retry | Refused
+
+
+# --- what we do about it --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    edge: Edge
+    values: dict[str, Any] = field(default_factory=dict)
+    outbox: Literal["OK", "NOK"] | None = None
+    retry_in_s: float | None = None
+
+
+def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime,
+           rng: random.Random | None = None) -> Decision:
+    """The invoice's next move for one verdict (``attempts``: claims so far, this one included)."""
+    E = INVOICE_EDGES
+    if isinstance(verdict, Stamped):
+        wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
+        return Decision(
+            E["pending"] if wait_for_sat else E["stamped"],
+            {"sat_uuid": verdict.uuid, "stamped_xml": verdict.xml.encode("utf-8"),
+             "fecha_timbrado": verdict.fecha, "no_certificado_sat": verdict.no_certificado_sat,
+             "stamped_at": now, "must_check_stamped": False, "errors": None, "error_kind": None,
+             "sat_status": "S" if wait_for_sat else None,
+             "next_attempt_at": now + timedelta(seconds=settings.pending_poll_interval_s)
+             if wait_for_sat else None},
+            outbox=None if settings.sif_ok_at == "sat" else "OK",
+        )
+    if isinstance(verdict, Refused):
+        return Decision(
+            E["failed"] if verdict.kind is Kind.ACCOUNT else E["rejected"],
+            {"errors": verdict.errors, "error_kind": str(verdict.kind),
+             "must_check_stamped": False, "next_attempt_at": None},
+            outbox="NOK",
+        )
+    if attempts >= settings.stamp_max_attempts:
+        if verdict.ambiguous:  # a person reprocesses (which asks `stamped` first)
+            return Decision(E["failed"], {"errors": verdict.errors, "error_kind": "unknown",
+                                          "must_check_stamped": True, "next_attempt_at": None})
+        return Decision(E["failed"], {"errors": verdict.errors, "error_kind": "exhausted",
+                                      "must_check_stamped": False, "next_attempt_at": None},
+                        outbox="NOK")
+    delay = retry_delay_s(attempts, settings=settings, rng=rng)
+    if verdict.ambiguous:
+        # A call we gave up on may still be running at Finkok. Wait at least one more read
+        # timeout before asking `stamped`, so a late stamp is there to be found (else only
+        # Finkok's 307 would stand between us and a second stamp).
+        delay = max(delay, settings.finkok_read_timeout_s)
+    return Decision(E["retry"], {"errors": verdict.errors,
+                                 "must_check_stamped": verdict.ambiguous,
+                                 "next_attempt_at": now + timedelta(seconds=delay)},
+                    retry_in_s=delay)
+
+
+def retry_delay_s(attempts: int, *, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half the step fixed, half random."""
+    step = min(settings.stamp_backoff_max_s,
+               settings.stamp_backoff_base_s * 2 ** max(0, attempts - 1))
+    return step / 2 + (rng or random).uniform(0, step / 2)
+
+
+def duplicate(holder_id: str, uuid: str) -> Refused:
+    """The same sealed bytes were submitted under two references and the other holds the stamp."""
+    from worker.finkok.errors import classify
+
+    return Refused(Kind.PERMANENT, [{
+        "code": "DUPLICATE",
+        "message": f"this CFDI was already stamped as invoice {holder_id} (UUID {uuid}); "
+                   "submit a new document",
+        "kind": str(classify("DUPLICATE")),
+    }])
