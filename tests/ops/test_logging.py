@@ -133,11 +133,12 @@ def test_tasks_log_their_invoice_reference_and_uuid(
                         reference="LOG-1").invoice_id
 
     stamp = app.tasks[STAMP_TASK].apply(args=[invoice_id], task_id="task-stamp-1")
-    assert stamp.get() == "stamped"
+    result = stamp.get()  # what Flower shows: the state and the SAT UUID
+    assert result.startswith("stamped ")
     with sessions() as s:
         notification_id = s.scalar(select(Notification.id).where(Notification.invoice_id == invoice_id))
     assert app.tasks[NOTIFY_TASK].apply(args=[notification_id], task_id="task-notify-1").get() \
-        == "delivered"
+        == "delivered 204"
 
     records = [r for r in captured.records() if r.get("task_id")]
     stamp_lines = [r for r in records if r["task_id"] == "task-stamp-1"]
@@ -148,6 +149,7 @@ def test_tasks_log_their_invoice_reference_and_uuid(
             STAMP_TASK, invoice_id, "LOG-1", "E1")
     outcome = next(r for r in stamp_lines if "-> stamped" in r["event"])
     assert outcome["sat_uuid"]  # the stamping line names the new UUID
+    assert result == f"stamped {outcome['sat_uuid']}"
     for r in notify_lines:
         assert (r["notification_id"], r["invoice_id"], r["reference"], r["sat_uuid"]) == (
             notification_id, invoice_id, "LOG-1", outcome["sat_uuid"])

@@ -24,10 +24,12 @@ from sqlalchemy import Engine, func, insert, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
+from worker import doorbell
 from worker.db.lifecycle import claim_notification, move, settle_edge
 from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
 from worker.db.session import session_factory
 from worker.db.states import NOTIFICATION_EDGES, NotificationState
+from worker.doorbell import Ring
 from worker.settings import Settings
 from worker.sif.client import (
     SifClient,
@@ -69,6 +71,19 @@ class DeliveryOutcome:
     @property
     def settled(self) -> bool:
         return self.state in (NotificationState.DELIVERED, NotificationState.FAILED)
+
+    @property
+    def follow_ups(self) -> tuple[Ring, ...]:
+        """The retry on the countdown fast path (later ones wait for the sweeper)."""
+        if self.next_attempt_at is None:
+            return ()
+        delay = (self.next_attempt_at - utcnow()).total_seconds()
+        return (doorbell.notify(self.notification_id, countdown=max(0.0, delay)),)
+
+    @property
+    def summary(self) -> str:
+        """For people (Flower's task result): ``delivered 204``, ``retry_http_503 503``."""
+        return f"{self.result} {self.status_code}" if self.status_code is not None else self.result
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import doorbell
 from worker.db.lifecycle import due_where, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
 from worker.db.states import INVOICE_EDGES, SAT_POLL, InvoiceState
+from worker.doorbell import Ring
 from worker.finkok.errors import FinkokError
 from worker.settings import Settings
 
@@ -35,6 +37,10 @@ class PollOutcome:
     invoice_id: str
     state: str
     notification_ids: tuple[str, ...] = ()
+
+    @property
+    def follow_ups(self) -> tuple[Ring, ...]:
+        return tuple(doorbell.notify(n) for n in self.notification_ids)
 
 
 def due_pending(session: Session, now: datetime, limit: int = 100) -> list[str]:

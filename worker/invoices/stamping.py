@@ -30,9 +30,17 @@ from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
+from worker import doorbell
 from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
-from worker.finkok.errors import FinkokAmbiguous, FinkokError, FinkokNotSent, Kind, message_of
+from worker.doorbell import Ring
+from worker.finkok.errors import (
+    FinkokAmbiguous,
+    FinkokError,
+    FinkokNotSent,
+    Kind,
+    message_of,
+)
 from worker.finkok.results import QueryPendingResult, StampResult
 from worker.invoices.policy import Refused, Retry, Stamped, Verdict, decide, duplicate
 from worker.settings import Settings
@@ -74,6 +82,7 @@ class Job:
     xml: bytes
     attempts: int
     check_stamped_first: bool
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,22 @@ class StampOutcome:
     state: str  # the state we left the invoice in, or "skipped"
     notification_ids: tuple[str, ...] = ()
     retry_in_s: float | None = None
+    reference: str | None = None
+    detail: str | None = None  # the SAT UUID, or the first error code
+
+    @property
+    def follow_ups(self) -> tuple[Ring, ...]:
+        """Ring after the commit: each outbox row, and the retry on the fast path."""
+        rings = [doorbell.notify(n, reference=self.reference) for n in self.notification_ids]
+        if self.retry_in_s is not None:
+            rings.append(doorbell.stamp(self.invoice_id, reference=self.reference,
+                                        countdown=self.retry_in_s))
+        return tuple(rings)
+
+    @property
+    def summary(self) -> str:
+        """For people (Flower's task result): ``stamped 5B13C295-…``, ``rejected CFDI40143``."""
+        return f"{self.state} {self.detail}" if self.detail else self.state
 
 
 # --- the whole path of one invoice -----------------------------------------------------------
@@ -117,7 +142,7 @@ def claim(
         return None
     bind_contextvars(invoice_id=invoice_id, reference=row.reference,
                      empresa_ref_id=row.empresa_ref_id)  # on every line this task logs
-    return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped)
+    return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped, row.reference)
 
 
 def talk_to_finkok(
@@ -225,7 +250,10 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
         return _apply(session, job, duplicate(holder, verdict.uuid), owner=owner,
                       settings=settings, now=now, rng=rng)
     ids = (outbox(session, job.invoice_id, decision.outbox, now=now),) if decision.outbox else ()
-    return StampOutcome(job.invoice_id, decision.edge.target, ids, decision.retry_in_s)
+    detail = verdict.uuid if isinstance(verdict, Stamped) else (
+        verdict.errors[0].get("code") if verdict.errors else None)
+    return StampOutcome(job.invoice_id, decision.edge.target, ids, decision.retry_in_s,
+                        job.reference, detail)
 
 
 def _lost_lease(job: Job, wanted: str) -> StampOutcome:

@@ -16,15 +16,22 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 
+from worker import doorbell
 from worker.db.lifecycle import due_where
 from worker.db.models import Invoice, Notification
 from worker.db.states import INVOICE_CLAIM, NOTIFICATION_CLAIM, InvoiceState
+from worker.doorbell import Ring
 
 
 @dataclass(frozen=True)
 class Due:
     invoices: list[str]
     notifications: list[str]
+
+    def follow_ups(self, *, expires: float) -> tuple[Ring, ...]:
+        """A swept doorbell still waiting in the queue at the next re-ring is dropped unrun."""
+        return (*(doorbell.stamp(i, expires=expires) for i in self.invoices),
+                *(doorbell.notify(n, expires=expires) for n in self.notifications))
 
 
 def due_invoices(
