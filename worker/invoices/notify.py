@@ -28,6 +28,7 @@ from worker.db.claims import claim_notification, transition_notification
 from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
 from worker.db.session import session_factory
 from worker.invoices.states import NotificationState
+from worker.redaction import redact
 from worker.settings import Settings
 from worker.sif.client import (
     SifClient,
@@ -37,7 +38,6 @@ from worker.sif.client import (
 )
 from worker.sif.payload import PayloadError, body_for
 from worker.sif.policy import CONNECTION, TIMEOUT, decide, is_transient
-from worker.sif.redact import redact
 from worker.sif.schema import SifBodyError, validate_body
 
 log = logging.getLogger("worker.invoices.notify")
