@@ -17,9 +17,8 @@ from worker.finkok.errors import (
     classify_text,
     exception_kind,
     message_of,
-    stamp_result_kind,
 )
-from worker.finkok.results import Incidencia, StampResult
+from worker.finkok.results import Incidencia, StampResult, stamp_result_kind
 
 
 def _shared_catalog(shared_dir: Path) -> dict[str, str]:

@@ -11,9 +11,8 @@ from worker.finkok.errors import (
     Kind,
     classify,
     exception_kind,
-    stamp_result_kind,
 )
-from worker.finkok.results import Incidencia, QueryPendingResult, StampResult
+from worker.finkok.results import Incidencia, QueryPendingResult, StampResult, stamp_result_kind
 
 __all__ = [
     "CancelFolio",

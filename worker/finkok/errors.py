@@ -4,8 +4,8 @@ Two families:
 
 * business answers come back inside a normal HTTP 200 response (``Incidencias`` on stamp,
   ``CodEstatus``/``EstatusUUID``/``error`` elsewhere). They are data in our result objects;
-  :func:`classify` turns a code into a :class:`Kind`, :func:`stamp_result_kind` reads a whole
-  stamp answer.
+  :func:`classify` turns a code into a :class:`Kind` (a whole stamp answer is read by
+  ``worker.finkok.results.stamp_result_kind``).
 * everything else is an exception of ours, never a zeep/requests one:
   :class:`FinkokNotSent` (the request never left: safe to send again),
   :class:`FinkokAmbiguous` (it may have been processed: ask ``stamped`` before stamping
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from worker.finkok import catalog
-
-if TYPE_CHECKING:
-    from worker.finkok.results import StampResult
 
 
 class Kind(StrEnum):
@@ -88,34 +85,6 @@ def classify_text(text: str) -> Kind | None:
         if needle in lowered:
             return Kind(kind)
     return None
-
-
-_PRIORITY = (
-    Kind.ALREADY_STAMPED,
-    Kind.NOT_STAMPED,
-    Kind.ACCOUNT,
-    Kind.FISCAL_DATA,
-    Kind.PERMANENT,
-    Kind.TRANSIENT,
-)
-
-
-def stamp_result_kind(result: StampResult) -> Kind:
-    """One verdict for a stamp/quick_stamp/stamped answer.
-
-    ``OK``: a fresh stamp (UUID and XML, no incidencia). ``ALREADY_STAMPED``: 307, check
-    ``result.xml`` (present: recovered; absent: call ``stamped``). ``NOT_STAMPED``: 603.
-    Otherwise the most decisive kind among the incidencias (account over data over
-    transient). An answer with neither a stamp nor an incidencia is ``TRANSIENT``: we
-    learned nothing, and the pipeline asks ``stamped`` before stamping again anyway.
-    """
-    if not result.incidencias:
-        return Kind.OK if result.uuid and result.xml else Kind.TRANSIENT
-    kinds = {classify(i.codigo_error or "") for i in result.incidencias}
-    for kind in _PRIORITY:
-        if kind in kinds:
-            return kind
-    return Kind.PERMANENT
 
 
 # --- exceptions ---------------------------------------------------------------------------
