@@ -10,7 +10,6 @@ from worker.finkok.errors import (
     FinkokTransportError,
     Kind,
     classify,
-    exception_kind,
 )
 from worker.finkok.results import Incidencia, QueryPendingResult, StampResult, stamp_result_kind
 
@@ -28,6 +27,5 @@ __all__ = [
     "QueryPendingResult",
     "StampResult",
     "classify",
-    "exception_kind",
     "stamp_result_kind",
 ]

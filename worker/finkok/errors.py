@@ -34,10 +34,6 @@ class Kind(StrEnum):
     FISCAL_DATA = catalog.FISCAL_DATA  # receptor data does not match SAT (CFDI40143-40161)
     PERMANENT = catalog.PERMANENT  # the document or request itself is wrong
 
-    @property
-    def retryable(self) -> bool:
-        return self is Kind.TRANSIENT
-
 
 _CFDI_CODE = re.compile(r"^CFDI(\d{2})(\d{3})$")
 
@@ -94,8 +90,6 @@ class FinkokError(Exception):
     """Base of every error the Finkok client raises."""
 
     kind: Kind = Kind.TRANSIENT
-    #: False: Finkok certainly did not process the request. None: it may have.
-    maybe_processed: bool | None = None
 
     def __init__(self, message: str, *, operation: str = "", url: str = "") -> None:
         super().__init__(message)
@@ -110,14 +104,10 @@ class FinkokTransportError(FinkokError):
 class FinkokNotSent(FinkokTransportError):
     """The request never reached Finkok (refused, DNS, connect timeout, TLS handshake)."""
 
-    maybe_processed = False
-
 
 class FinkokAmbiguous(FinkokTransportError):
     """The request may have been processed: read timeout, reset after sending, HTTP 5xx
     without a SOAP fault, or an unreadable answer. Ask ``stamped`` before a new ``stamp``."""
-
-    maybe_processed = None
 
     def __init__(
         self, message: str, *, operation: str = "", url: str = "", status: int | None = None
@@ -150,15 +140,8 @@ class FinkokBadResponse(FinkokError):
     """
 
     kind = Kind.ACCOUNT
-    maybe_processed = False
 
     def __init__(self, message: str, *, status: int, operation: str = "", url: str = "") -> None:
         super().__init__(message, operation=operation, url=url)
         self.status = status
 
-
-def exception_kind(exc: BaseException) -> Kind:
-    """The kind of any exception the client raised (unknown exceptions: transient)."""
-    if isinstance(exc, FinkokError):
-        return exc.kind
-    return Kind.TRANSIENT
