@@ -275,7 +275,7 @@ class FinkokClient:
         *,
         store_pending: bool = False,
     ) -> results.CancelResult:
-        """Cancel with the CSD sent on the wire (prefer ``cancel_signature``)."""
+        """Cancel with the CSD sent in the request (prefer ``cancel_signature``)."""
         return self._call(
             "cancel", "cancel", results.CancelResult.from_zeep,
             UUIDS={"UUID": [f.as_zeep() for f in folios]}, taxpayer_id=taxpayer_id,
@@ -296,7 +296,7 @@ class FinkokClient:
     def accept_reject(
         self, answers: Sequence[tuple[str, str]], rtaxpayer_id: str, cer: bytes, key: bytes
     ) -> results.AcceptRejectResult:
-        """``answers``: (uuid, ``Aceptacion`` | ``Rechazo``) pairs; CSD sent on the wire."""
+        """``answers``: (uuid, ``Aceptacion`` | ``Rechazo``) pairs; CSD sent in the request."""
         return self._call(
             "cancel", "accept_reject", results.AcceptRejectResult.from_zeep,
             UUIDS_AR={"uuids_ar": {"UUID_AR": [{"uuid": u, "respuesta": r} for u, r in answers]}},
