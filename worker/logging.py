@@ -38,7 +38,7 @@ TASK_ID_ARGUMENT = {
 
 def redact_text(text: str) -> str:
     """Mask every secret this process knows, and Finkok credential elements."""
-    from worker.finkok.redact import redact
+    from worker.redaction import redact
 
     return redact(text)
 
@@ -149,9 +149,9 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     # The zeep/urllib3 filters, even before a Finkok client exists in this process.
-    from worker.finkok import redact as finkok_redact
+    from worker import redaction
 
-    finkok_redact.install()
+    redaction.install()
     return handler
 
 

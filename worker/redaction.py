@@ -1,39 +1,105 @@
-"""The secrets this process knows, and a logging filter that masks them wherever they appear.
+"""Keeps secrets out of log records and error texts: the one redaction module.
 
-Clients register what they hold (the Finkok password, every SIF secret) when they are
-built; the filter is attached to the loggers of the libraries that could print them
-(zeep and urllib3 log whole SOAP envelopes at DEBUG; httpcore logs response headers),
-and the structured-log processor masks every record our own handler renders.
+What is masked (``redact``):
+
+* every secret this process registered (``register_secret``): the Finkok password, every
+  SIF secret; longest first, wherever it appears;
+* the content of credential elements in SOAP envelopes (``password``, ``reseller_password``,
+  ``passphrase``, ``key``, any prefix), so a password too short to register, or a CSD
+  key, is masked in an envelope all the same.
+
+Where: clients register what they hold when they are built, which also attaches one
+logging filter to the loggers of the libraries that could print a secret (``install``):
+zeep and urllib3 log whole SOAP envelopes at DEBUG (with the password in
+``<ns0:password>``); httpx/httpcore 0.28/1.0 do not log request headers, but httpcore logs
+*response* headers at DEBUG, a proxy or SIF gateway could echo ours back, and a future
+version may log more. A logger's filters only see records created on that very logger, so
+each known logger name gets the filter. On top of that, the structured-log processor
+(``worker.logging``) masks every record our own handler renders, whichever logger it came
+from.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 
+__all__ = [
+    "FINKOK_LOGGERS",
+    "MASK",
+    "SIF_LOGGERS",
+    "WATCHED_LOGGERS",
+    "RedactingFilter",
+    "install",
+    "redact",
+    "register_secret",
+]
+
 MASK = "********"
+
+# zeep/urllib3/requests: the Finkok client's SOAP envelopes.
+FINKOK_LOGGERS = (
+    "zeep",
+    "zeep.transports",
+    "zeep.wsdl.bindings.soap",
+    "zeep.client",
+    "zeep.xsd.schema",
+    "urllib3.connectionpool",
+    "requests",
+)
+# httpx/httpcore, and ours that log SIF's answers.
+SIF_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "worker.sif",
+    "worker.invoices.notify",
+)
+WATCHED_LOGGERS = FINKOK_LOGGERS + SIF_LOGGERS
+
+_ELEMENT = re.compile(
+    r"(<(?P<p>[\w.-]+:)?(?P<name>password|reseller_password|passphrase|key)(?:\s[^>]*)?>)"
+    r"[^<]*"
+    r"(</(?P=p)?(?P=name)\s*>)",
+    re.IGNORECASE,
+)
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
 
 
 def register_secret(secret: str, *, min_length: int = 4) -> None:
-    """Mask this exact string from now on. Very short strings are not registered: masking
-    "abc" everywhere would garble ordinary words and hide nothing."""
+    """Mask this exact string from now on, and make sure the watched loggers carry the
+    filter (``install``).
+
+    Strings shorter than ``min_length`` are not registered: masking "abc" everywhere would
+    garble ordinary words and hide nothing (the Finkok client asks for 6; the element
+    masking still covers its password in envelopes).
+    """
     if len(secret) >= min_length:
         with _lock:
             _secrets.add(secret)
+    install()
 
 
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by the mask, longest first."""
+def _registered(text: str) -> str:
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def redact(text: str) -> str:
+    """``text`` with credential elements masked and every registered secret replaced."""
+    return _registered(_ELEMENT.sub(lambda m: f"{m.group(1)}{MASK}{m.group(4)}", text))
 
 
 class RedactingFilter(logging.Filter):
@@ -54,9 +120,14 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install(filter_: logging.Filter, logger_names: Iterable[str]) -> None:
-    """Attach the filter to each logger (a logger's filters only see its own records)."""
-    for name in logger_names:
-        logger = logging.getLogger(name)
-        if filter_ not in logger.filters:
-            logger.addFilter(filter_)
+_FILTER = RedactingFilter(redact, "secrets")
+_install_lock = threading.Lock()
+
+
+def install(logger_names: Iterable[str] = WATCHED_LOGGERS) -> None:
+    """Attach the filter to each logger (idempotent)."""
+    with _install_lock:
+        for name in logger_names:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)

@@ -11,19 +11,13 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.api import create_api
+from worker.api.keys import ALL_EMPRESAS, create_key
+from worker.api.server import BackgroundServer
 from worker.settings import Settings, load_settings
 
 from .conftest import NOTHING, Counts, queued_messages
 from .corpus import MAX_BYTES, BadInput, corpus, sealed
-
-try:
-    from worker.api import create_api
-    from worker.api.keys import ALL_EMPRESAS, create_key
-    from worker.api.server import BackgroundServer
-except ModuleNotFoundError as exc:  # only a missing API module skips; any other error fails
-    if not (exc.name or "").startswith("worker.api"):
-        raise
-    pytest.skip(f"the HTTP API is not there yet ({exc.name} missing)", allow_module_level=True)
 
 CASES = {case.name: case for case in corpus()}
 

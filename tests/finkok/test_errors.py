@@ -15,11 +15,9 @@ from worker.finkok.errors import (
     Kind,
     classify,
     classify_text,
-    exception_kind,
     message_of,
-    stamp_result_kind,
 )
-from worker.finkok.results import Incidencia, StampResult
+from worker.finkok.results import Incidencia, StampResult, stamp_result_kind
 
 
 def _shared_catalog(shared_dir: Path) -> dict[str, str]:
@@ -64,9 +62,9 @@ def test_the_kinds_the_pipeline_branches_on() -> None:
     assert classify("307") is Kind.ALREADY_STAMPED
     assert classify(603) is Kind.NOT_STAMPED
     for code in ("708", "709"):
-        assert classify(code) is Kind.TRANSIENT and classify(code).retryable
+        assert classify(code) is Kind.TRANSIENT
     for code in ("300", "701", "702", "703", "713", "714", "718"):
-        assert classify(code) is Kind.ACCOUNT and not classify(code).retryable
+        assert classify(code) is Kind.ACCOUNT
     for code in ("301", "302", "401", "705", "707"):
         assert classify(code) is Kind.PERMANENT
 
@@ -112,9 +110,7 @@ def test_stamp_result_kind() -> None:
 
 
 def test_exception_kinds() -> None:
-    assert exception_kind(FinkokNotSent("x")) is Kind.TRANSIENT
-    assert FinkokNotSent("x").maybe_processed is False
-    assert FinkokAmbiguous("x").maybe_processed is None
-    assert exception_kind(FinkokFault("x", code="senv:Server")) is Kind.TRANSIENT
-    assert exception_kind(FinkokBadResponse("x", status=404)) is Kind.ACCOUNT
-    assert exception_kind(RuntimeError("x")) is Kind.TRANSIENT
+    assert FinkokNotSent("x").kind is Kind.TRANSIENT
+    assert FinkokAmbiguous("x").kind is Kind.TRANSIENT
+    assert FinkokFault("x", code="senv:Server").kind is Kind.TRANSIENT
+    assert FinkokBadResponse("x", status=404).kind is Kind.ACCOUNT

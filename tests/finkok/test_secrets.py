@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from worker.finkok import FinkokClient, FinkokError
-from worker.finkok.redact import MASK, redact
+from worker.redaction import MASK, redact
 from worker.sandbox.finkok import FinkokSandbox
 
 from .conftest import PASSWORD, USERNAME

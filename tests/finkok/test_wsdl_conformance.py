@@ -16,7 +16,8 @@ from zeep.transports import Transport
 from zeep.wsdl import Document
 from zeep.xsd import ComplexType
 
-from worker.finkok import services, wsdlgen
+from tools import wsdlgen
+from worker.finkok import services
 
 # real file -> our service. cancel40 is the current (CFDI 4.0) cancel service.
 CURRENT = {"stamp.wsdl": "stamp", "registration.wsdl": "registration", "cancel40.wsdl": "cancel"}

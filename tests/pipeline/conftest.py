@@ -19,7 +19,7 @@ def restore_defaults(sandbox: FinkokSandbox) -> None:
     """Forget every document and put every switch back to its default."""
     from dataclasses import asdict
 
-    from worker.finkok.simulator.config import SandboxConfig
+    from worker.sandbox.finkok.config import SandboxConfig
 
     defaults = asdict(SandboxConfig())
     defaults.pop("username"), defaults.pop("password")

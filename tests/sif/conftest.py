@@ -5,7 +5,6 @@ and helpers that write settled invoices with their outbox rows into the test dat
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -23,16 +22,6 @@ from worker.sif.client import SifClient
 SECRET = "tEsT-s1f-secret-7f3a9c"
 EMPRESA = "00000000-0000-1000-0000-000000000001"
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
-
-CFDI_READY = all(
-    importlib.util.find_spec(name) is not None
-    for name in ("worker.cfdi.extract", "worker.cfdi.pdf", "worker.cfdi.factory", "worker.cfdi.tfd")
-)
-# body_for(OK) needs the teammate's receptor extraction and PDF rendering.
-needs_cfdi = pytest.mark.skipif(
-    not CFDI_READY, reason="waiting for worker.cfdi.extract and worker.cfdi.pdf (issue in progress)"
-)
-
 
 @pytest.fixture()
 def sif() -> Iterator[SifSandbox]:

@@ -27,7 +27,7 @@ from worker.sandbox.sif import SifSandbox
 from worker.settings import Settings
 from worker.sif.client import SifClient
 
-from .conftest import EMPRESA, SECRET, T0, MakeRows, attempts, later, needs_cfdi, notification
+from .conftest import EMPRESA, SECRET, T0, MakeRows, attempts, later, notification
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,6 @@ def test_commit_then_drop_nok(sessions: sessionmaker[Session], add_nok: MakeRows
     assert sif.statuses(EMPRESA, "R-DROP") == ["NOK", "NOK"]  # a NOK may be repeated
 
 
-@needs_cfdi
 def test_commit_then_drop_ok(sessions: sessionmaker[Session], add_ok: Callable[..., tuple[str, str]],
                              stamped_cfdi: Callable[[str], bytes], sif: SifSandbox,
                              client: SifClient, settings: Settings) -> None:
@@ -128,7 +127,6 @@ def test_killed_between_put_and_commit_nok(db_url: str, sessions: sessionmaker[S
     assert sif.statuses(EMPRESA, "R-KILL") == ["NOK", "NOK"]
 
 
-@needs_cfdi
 def test_killed_between_put_and_commit_ok(db_url: str, sessions: sessionmaker[Session],
                                           add_ok: Callable[..., tuple[str, str]],
                                           stamped_cfdi: Callable[[str], bytes], sif: SifSandbox,

@@ -15,7 +15,7 @@ from worker.finkok.errors import classify, message_of
 from worker.sif.payload import PayloadError, body_for, build_nok, build_ok, format_error
 from worker.sif.schema import validate_body
 
-from .conftest import MakeRows, needs_cfdi
+from .conftest import MakeRows
 
 SAT_UUID = "1044D724-23CB-43A2-9AA7-C08B73FF4381"
 INVOICE_ID = "6f1c2a7e-4b7d-4c1e-9a55-0d2f3b1e8c90"
@@ -142,7 +142,6 @@ def test_body_for_refuses_an_ok_without_stamped_xml(
             body_for(s.get(Invoice, invoice_id), s.get(Notification, notification_id))  # type: ignore[arg-type]
 
 
-@needs_cfdi
 def test_body_for_ok_from_rows(
     sessions: sessionmaker[Session],
     add_ok: Callable[..., tuple[str, str]],

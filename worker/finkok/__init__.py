@@ -10,10 +10,8 @@ from worker.finkok.errors import (
     FinkokTransportError,
     Kind,
     classify,
-    exception_kind,
-    stamp_result_kind,
 )
-from worker.finkok.results import Incidencia, QueryPendingResult, StampResult
+from worker.finkok.results import Incidencia, QueryPendingResult, StampResult, stamp_result_kind
 
 __all__ = [
     "CancelFolio",
@@ -29,6 +27,5 @@ __all__ = [
     "QueryPendingResult",
     "StampResult",
     "classify",
-    "exception_kind",
     "stamp_result_kind",
 ]

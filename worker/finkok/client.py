@@ -13,7 +13,7 @@
   failures raise ``FinkokNotSent`` / ``FinkokAmbiguous`` / ``FinkokFault`` /
   ``FinkokBadResponse`` (``worker.finkok.errors``).
 * The password is a ``SecretStr``; it is masked in ``repr``, in zeep's DEBUG envelope logs
-  (``redact``) and never placed in an exception.
+  (``worker.redaction``) and never placed in an exception.
 
 A client may be shared by threads (requests sessions and zeep clients tolerate concurrent
 calls); for heavy parallelism give each worker thread its own client.
@@ -33,7 +33,8 @@ from pydantic import SecretStr
 from zeep import Client as ZeepClient
 from zeep.proxy import ServiceProxy
 
-from worker.finkok import redact, results, services
+from worker import redaction
+from worker.finkok import results, services
 from worker.finkok.services import ServiceInfo
 from worker.finkok.transport import make_session, make_transport, translate
 
@@ -94,8 +95,7 @@ class FinkokClient:
         self._proxies: dict[str, ServiceProxy] = {}
         self._clients: dict[str, ZeepClient] = {}
         self._lock = threading.Lock()
-        redact.install()
-        redact.register_secret(self._password.get_secret_value())
+        redaction.register_secret(self._password.get_secret_value(), min_length=6)
 
     @classmethod
     def from_settings(cls, settings: Any) -> FinkokClient:
@@ -112,7 +112,7 @@ class FinkokClient:
     def __repr__(self) -> str:
         return (
             f"FinkokClient(base_url={self.base_url!r}, username={self.username!r}, "
-            f"password='{redact.MASK}', timeouts=({self.connect_timeout_s:g}, "
+            f"password='{redaction.MASK}', timeouts=({self.connect_timeout_s:g}, "
             f"{self.read_timeout_s:g}))"
         )
 
@@ -275,7 +275,7 @@ class FinkokClient:
         *,
         store_pending: bool = False,
     ) -> results.CancelResult:
-        """Cancel with the CSD sent on the wire (prefer ``cancel_signature``)."""
+        """Cancel with the CSD sent in the request (prefer ``cancel_signature``)."""
         return self._call(
             "cancel", "cancel", results.CancelResult.from_zeep,
             UUIDS={"UUID": [f.as_zeep() for f in folios]}, taxpayer_id=taxpayer_id,
@@ -296,7 +296,7 @@ class FinkokClient:
     def accept_reject(
         self, answers: Sequence[tuple[str, str]], rtaxpayer_id: str, cer: bytes, key: bytes
     ) -> results.AcceptRejectResult:
-        """``answers``: (uuid, ``Aceptacion`` | ``Rechazo``) pairs; CSD sent on the wire."""
+        """``answers``: (uuid, ``Aceptacion`` | ``Rechazo``) pairs; CSD sent in the request."""
         return self._call(
             "cancel", "accept_reject", results.AcceptRejectResult.from_zeep,
             UUIDS_AR={"uuids_ar": {"UUID_AR": [{"uuid": u, "respuesta": r} for u, r in answers]}},

@@ -4,8 +4,8 @@ Two families:
 
 * business answers come back inside a normal HTTP 200 response (``Incidencias`` on stamp,
   ``CodEstatus``/``EstatusUUID``/``error`` elsewhere). They are data in our result objects;
-  :func:`classify` turns a code into a :class:`Kind`, :func:`stamp_result_kind` reads a whole
-  stamp answer.
+  :func:`classify` turns a code into a :class:`Kind` (a whole stamp answer is read by
+  ``worker.finkok.results.stamp_result_kind``).
 * everything else is an exception of ours, never a zeep/requests one:
   :class:`FinkokNotSent` (the request never left: safe to send again),
   :class:`FinkokAmbiguous` (it may have been processed: ask ``stamped`` before stamping
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from worker.finkok import catalog
-
-if TYPE_CHECKING:
-    from worker.finkok.results import StampResult
 
 
 class Kind(StrEnum):
@@ -36,10 +33,6 @@ class Kind(StrEnum):
     ACCOUNT = catalog.ACCOUNT  # a person must fix the account/credentials/CSD
     FISCAL_DATA = catalog.FISCAL_DATA  # receptor data does not match SAT (CFDI40143-40161)
     PERMANENT = catalog.PERMANENT  # the document or request itself is wrong
-
-    @property
-    def retryable(self) -> bool:
-        return self is Kind.TRANSIENT
 
 
 _CFDI_CODE = re.compile(r"^CFDI(\d{2})(\d{3})$")
@@ -90,34 +83,6 @@ def classify_text(text: str) -> Kind | None:
     return None
 
 
-_PRIORITY = (
-    Kind.ALREADY_STAMPED,
-    Kind.NOT_STAMPED,
-    Kind.ACCOUNT,
-    Kind.FISCAL_DATA,
-    Kind.PERMANENT,
-    Kind.TRANSIENT,
-)
-
-
-def stamp_result_kind(result: StampResult) -> Kind:
-    """One verdict for a stamp/quick_stamp/stamped answer.
-
-    ``OK``: a fresh stamp (UUID and XML, no incidencia). ``ALREADY_STAMPED``: 307, check
-    ``result.xml`` (present: recovered; absent: call ``stamped``). ``NOT_STAMPED``: 603.
-    Otherwise the most decisive kind among the incidencias (account over data over
-    transient). An answer with neither a stamp nor an incidencia is ``TRANSIENT``: we
-    learned nothing, and the pipeline asks ``stamped`` before stamping again anyway.
-    """
-    if not result.incidencias:
-        return Kind.OK if result.uuid and result.xml else Kind.TRANSIENT
-    kinds = {classify(i.codigo_error or "") for i in result.incidencias}
-    for kind in _PRIORITY:
-        if kind in kinds:
-            return kind
-    return Kind.PERMANENT
-
-
 # --- exceptions ---------------------------------------------------------------------------
 
 
@@ -125,8 +90,6 @@ class FinkokError(Exception):
     """Base of every error the Finkok client raises."""
 
     kind: Kind = Kind.TRANSIENT
-    #: False: Finkok certainly did not process the request. None: it may have.
-    maybe_processed: bool | None = None
 
     def __init__(self, message: str, *, operation: str = "", url: str = "") -> None:
         super().__init__(message)
@@ -141,14 +104,10 @@ class FinkokTransportError(FinkokError):
 class FinkokNotSent(FinkokTransportError):
     """The request never reached Finkok (refused, DNS, connect timeout, TLS handshake)."""
 
-    maybe_processed = False
-
 
 class FinkokAmbiguous(FinkokTransportError):
     """The request may have been processed: read timeout, reset after sending, HTTP 5xx
     without a SOAP fault, or an unreadable answer. Ask ``stamped`` before a new ``stamp``."""
-
-    maybe_processed = None
 
     def __init__(
         self, message: str, *, operation: str = "", url: str = "", status: int | None = None
@@ -181,15 +140,8 @@ class FinkokBadResponse(FinkokError):
     """
 
     kind = Kind.ACCOUNT
-    maybe_processed = False
 
     def __init__(self, message: str, *, status: int, operation: str = "", url: str = "") -> None:
         super().__init__(message, operation=operation, url=url)
         self.status = status
 
-
-def exception_kind(exc: BaseException) -> Kind:
-    """The kind of any exception the client raised (unknown exceptions: transient)."""
-    if isinstance(exc, FinkokError):
-        return exc.kind
-    return Kind.TRANSIENT

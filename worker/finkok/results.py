@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from worker.finkok.errors import Kind, classify, classify_text, stamp_result_kind
+from worker.finkok.errors import Kind, classify, classify_text
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -118,7 +118,7 @@ class StampResult:
 
     @property
     def kind(self) -> Kind:
-        """See :func:`worker.finkok.errors.stamp_result_kind`."""
+        """See :func:`stamp_result_kind`."""
         return stamp_result_kind(self)
 
     @property
@@ -149,6 +149,34 @@ class StampResult:
             faultstring=_str(obj, "faultstring"),
             faultcode=_str(obj, "faultcode"),
         )
+
+
+_PRIORITY = (
+    Kind.ALREADY_STAMPED,
+    Kind.NOT_STAMPED,
+    Kind.ACCOUNT,
+    Kind.FISCAL_DATA,
+    Kind.PERMANENT,
+    Kind.TRANSIENT,
+)
+
+
+def stamp_result_kind(result: StampResult) -> Kind:
+    """One verdict for a stamp/quick_stamp/stamped answer.
+
+    ``OK``: a fresh stamp (UUID and XML, no incidencia). ``ALREADY_STAMPED``: 307, check
+    ``result.xml`` (present: recovered; absent: call ``stamped``). ``NOT_STAMPED``: 603.
+    Otherwise the most decisive kind among the incidencias (account over data over
+    transient). An answer with neither a stamp nor an incidencia is ``TRANSIENT``: we
+    learned nothing, and the pipeline asks ``stamped`` before stamping again anyway.
+    """
+    if not result.incidencias:
+        return Kind.OK if result.uuid and result.xml else Kind.TRANSIENT
+    kinds = {classify(i.codigo_error or "") for i in result.incidencias}
+    for kind in _PRIORITY:
+        if kind in kinds:
+            return kind
+    return Kind.PERMANENT
 
 
 @dataclass(frozen=True, slots=True)

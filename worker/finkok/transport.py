@@ -25,7 +25,7 @@ from worker.finkok.errors import (
     FinkokFault,
     FinkokNotSent,
 )
-from worker.finkok.redact import redact
+from worker.redaction import redact
 
 
 def make_session(pool_maxsize: int = 10) -> requests.Session:

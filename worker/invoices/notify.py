@@ -30,6 +30,7 @@ from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, u
 from worker.db.session import session_factory
 from worker.db.states import NOTIFICATION_EDGES, NotificationState
 from worker.doorbell import Ring
+from worker.redaction import redact
 from worker.settings import Settings
 from worker.sif.client import (
     SifClient,
@@ -39,7 +40,6 @@ from worker.sif.client import (
 )
 from worker.sif.payload import PayloadError, body_for
 from worker.sif.policy import CONNECTION, TIMEOUT, decide, is_transient
-from worker.sif.redact import redact
 from worker.sif.schema import SifBodyError, validate_body
 
 log = logging.getLogger("worker.invoices.notify")

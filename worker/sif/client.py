@@ -20,8 +20,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from worker.redaction import redact, register_secret
 from worker.settings import Settings
-from worker.sif.redact import redact, register_secret
 from worker.sif.schema import validate_body
 
 log = logging.getLogger("worker.sif")

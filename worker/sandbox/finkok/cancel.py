@@ -13,11 +13,11 @@ from xml.sax.saxutils import quoteattr
 from lxml import etree
 
 from worker.cfdi.xml import UnsafeXmlError, parse
-from worker.finkok.simulator.config import SandboxConfig
-from worker.finkok.simulator.documents import Refusal, decode_b64, mexico_now
-from worker.finkok.simulator.ledger import DocumentRecord, Ledger
-from worker.finkok.simulator.stamping import Outcome
-from worker.finkok.wire import Node, Request
+from worker.sandbox.finkok.config import SandboxConfig
+from worker.sandbox.finkok.documents import Refusal, decode_b64, mexico_now
+from worker.sandbox.finkok.ledger import DocumentRecord, Ledger
+from worker.sandbox.finkok.stamping import Outcome
+from worker.sandbox.finkok.wire import Node, Request
 
 REQUESTED_OK = "Petición de cancelación realizada exitosamente"
 

@@ -11,10 +11,10 @@ import base64
 import re
 import uuid as uuid_mod
 
-from worker.finkok.simulator.documents import mexico_now
-from worker.finkok.simulator.ledger import Customer, Ledger
-from worker.finkok.simulator.stamping import Outcome
-from worker.finkok.wire import Node, Request
+from worker.sandbox.finkok.documents import mexico_now
+from worker.sandbox.finkok.ledger import Customer, Ledger
+from worker.sandbox.finkok.stamping import Outcome
+from worker.sandbox.finkok.wire import Node, Request
 
 RFC_RE = re.compile(r"^[A-ZÑ&]{3,4}\d{6}[A-Z0-9]{3}$")
 

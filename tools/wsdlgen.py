@@ -5,7 +5,8 @@ names, their order, result types in ``apps.services.soap.core.views``); the ship
 files are its output, committed, and ``tests/finkok/test_wsdl_conformance.py`` checks them
 against the real WSDLs Finkok served, and that they are up to date with this spec.
 
-Run ``python -m worker.finkok.wsdlgen`` after changing the spec.
+A build-time tool, not part of the installed package: run ``python -m tools.wsdlgen``
+from the repository root after changing the spec.
 
 Field spec: ``(name, type, occurs)``; occurs is ``opt`` (minOccurs=0 nillable, Finkok's
 default), ``many`` (minOccurs=0 maxOccurs=unbounded nillable), ``many1`` (maxOccurs=unbounded
@@ -19,7 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 VIEWS_NS = "apps.services.soap.core.views"
-WSDL_DIR = Path(__file__).with_name("wsdl")
+WSDL_DIR = Path(__file__).resolve().parents[1] / "worker" / "finkok" / "wsdl"
 
 Field = tuple[str, str, str]
 
@@ -408,7 +409,7 @@ def render(service: Service) -> str:
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
         "<!-- Written by the rupture billing worker from public facts about Finkok's service"
-        " (see worker/finkok/wsdlgen.py); not a copy of Finkok's file. -->\n"
+        " (see tools/wsdlgen.py); not a copy of Finkok's file. -->\n"
         f'<wsdl:definitions {defs_ns} targetNamespace="{service.namespace}" name="Application">'
         f"{note}<wsdl:types>"
         f'<xs:schema targetNamespace="{VIEWS_NS}" elementFormDefault="qualified">'

@@ -20,8 +20,8 @@ from worker.cfdi.csd import Csd
 from worker.cfdi.sealing import SealError, verify_seal
 from worker.cfdi.tfd import add_tfd, build_tfd_element
 from worker.finkok.errors import message_of
-from worker.finkok.simulator.config import SandboxConfig
-from worker.finkok.simulator.documents import (
+from worker.sandbox.finkok.config import SandboxConfig
+from worker.sandbox.finkok.documents import (
     PreCfdi,
     Refusal,
     check_fecha,
@@ -29,8 +29,8 @@ from worker.finkok.simulator.documents import (
     mexico_now,
     read,
 )
-from worker.finkok.simulator.ledger import DocumentRecord, Ledger, Stamp
-from worker.finkok.wire import Node, Request
+from worker.sandbox.finkok.ledger import DocumentRecord, Ledger, Stamp
+from worker.sandbox.finkok.wire import Node, Request
 
 OK_STAMP = "Comprobante timbrado satisfactoriamente"
 OK_REPEAT = "Comprobante timbrado previamente"

@@ -25,12 +25,9 @@ import argparse
 import hmac
 import json
 import logging
-import random
 import re
 import signal
-import sys
 import threading
-from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from types import FrameType
@@ -38,141 +35,21 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from worker.sandbox.http import SandboxHTTPServer
+from worker.sandbox.sif.config import (
+    BODY_401,
+    BODY_404,
+    BODY_409,
+    DEFAULT_BASE_PATH,
+    DEFAULT_SECRET,
+    MAX_BODY_BYTES,
+    SandboxConfig,
+    coerce,
+    error_body,
+)
+from worker.sandbox.sif.state import State
 from worker.sif.schema import body_errors
 
 log = logging.getLogger("worker.sandbox.sif")
-
-DEFAULT_SECRET = "sandbox-secret"
-DEFAULT_BASE_PATH = "/mcs/sif"
-MAX_BODY_BYTES = 32 * 1024 * 1024
-FAULTS = frozenset({"hang", "drop", "404", "500", "502", "503"})
-
-BODY_401 = {"error": {"code": 401, "message": "Token de autorización inválido."}}
-BODY_404 = {"error": {"code": 404, "message": "No se encontro el documento"}}
-BODY_409 = {
-    "error": {
-        "code": 409,
-        "message": "El documento ya cuenta con un estatus de facturación correcta",
-    }
-}
-
-
-def _error_body(code: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-@dataclass
-class SandboxConfig:
-    """Every switch. Rates are fractions of requests in [0, 1]."""
-
-    secret: str = DEFAULT_SECRET
-    known_empresas: set[str] | None = None  # None: every empresaRefId is known
-    latency_s: float = 0.0  # before answering, after the status took effect
-    error_rate: float = 0.0  # answered error_status, nothing processed
-    error_status: int = 503
-    error_message: str = "Servicio no disponible"  # the 5xx body's message
-    not_found_rate: float = 0.0  # 404 for a known empresa (document not there yet)
-    drop_rate: float = 0.0  # commit then drop: status taken, connection closed unanswered
-    hang_rate: float = 0.0  # connection held hang_s unanswered, nothing processed
-    hang_s: float = 30.0
-    faults: list[str] = field(default_factory=list)  # scripted, one per request, in order
-    seed: int | None = None
-
-    def __repr__(self) -> str:
-        return f"SandboxConfig({self.public()!r})"
-
-    def public(self) -> dict[str, Any]:
-        """As JSON-ready values, the secret masked."""
-        out = asdict(self)
-        out["secret"] = "********"
-        out["known_empresas"] = (
-            None if self.known_empresas is None else sorted(self.known_empresas)
-        )
-        return out
-
-
-def _coerce(config: SandboxConfig, changes: dict[str, Any]) -> SandboxConfig:
-    names = {f.name for f in fields(SandboxConfig)}
-    unknown = set(changes) - names
-    if unknown:
-        raise ValueError(f"unknown sandbox settings: {sorted(unknown)} (known: {sorted(names)})")
-    values = dict(changes)
-    if "known_empresas" in values and values["known_empresas"] is not None:
-        values["known_empresas"] = {str(e) for e in values["known_empresas"]}
-    if "faults" in values:
-        faults = [str(f) for f in values["faults"] or []]
-        bad = [f for f in faults if f not in FAULTS]
-        if bad:
-            raise ValueError(f"unknown faults {bad} (known: {sorted(FAULTS)})")
-        values["faults"] = faults
-    for rate in ("error_rate", "not_found_rate", "drop_rate", "hang_rate"):
-        if rate in values and not 0.0 <= float(values[rate]) <= 1.0:
-            raise ValueError(f"{rate} must be within [0, 1]")
-    if "error_status" in values and not 500 <= int(values["error_status"]) <= 599:
-        raise ValueError("error_status must be a 5xx code")
-    return replace(config, **values)
-
-
-class _State:
-    """Config, records and held statuses behind one lock."""
-
-    def __init__(self, config: SandboxConfig) -> None:
-        self.initial = config
-        self.lock = threading.Condition()
-        self.stopping = threading.Event()
-        self._reset_locked()
-
-    def _reset_locked(self) -> None:
-        self.config = replace(self.initial, faults=list(self.initial.faults))
-        self.rng = random.Random(self.config.seed)
-        self.requests: list[dict[str, Any]] = []
-        self.statuses: dict[tuple[str, str], list[str]] = {}
-
-    def reset(self) -> None:
-        with self.lock:
-            self._reset_locked()
-            self.lock.notify_all()
-
-    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            self.config = _coerce(self.config, changes)
-            if "seed" in changes:
-                self.rng = random.Random(self.config.seed)
-            return self.config.public()
-
-    def next_fault(self) -> tuple[str | None, SandboxConfig]:
-        """The fault for this request (scripted first, then by rate) and a config snapshot."""
-        with self.lock:
-            config = self.config
-            scripted = config.faults.pop(0) if config.faults else None
-            snapshot = replace(config, faults=list(config.faults))
-            if scripted is not None:
-                return scripted, snapshot
-            draw = self.rng.random
-            if config.hang_rate and draw() < config.hang_rate:
-                return "hang", snapshot
-            if config.error_rate and draw() < config.error_rate:
-                return str(config.error_status), snapshot
-            if config.not_found_rate and draw() < config.not_found_rate:
-                return "404", snapshot
-            if config.drop_rate and draw() < config.drop_rate:
-                return "drop", snapshot
-            return None, snapshot
-
-    def record(self, entry: dict[str, Any]) -> None:
-        with self.lock:
-            entry["seq"] = len(self.requests) + 1
-            self.requests.append(entry)
-            self.lock.notify_all()
-
-    def take_status(self, empresa: str, reference: str, status: str) -> int:
-        """SIF's decision for a valid body: 409 once an OK is held, else 204 (accepted)."""
-        with self.lock:
-            seq = self.statuses.setdefault((empresa, reference), [])
-            if "OK" in seq:
-                return 409
-            seq.append(status)
-            return 204
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -205,20 +82,20 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
-            self._send(400, _error_body(400, "Content-Length ausente o demasiado grande"))
+            self._send(400, error_body(400, "Content-Length ausente o demasiado grande"))
             self.close_connection = True
             return None
         return self.rfile.read(length) if length else b""
 
     @property
-    def _state(self) -> _State:
+    def _state(self) -> State:
         return self.server.state
 
     # --- routes -----------------------------------------------------------------------
     def do_PUT(self) -> None:  # noqa: N802 (stdlib name)
         empresa = self.server.match_status_path(self.path)
         if empresa is None:
-            self._send(404, _error_body(404, "Ruta no encontrada"))
+            self._send(404, error_body(404, "Ruta no encontrada"))
             return
         raw = self._read_body()
         if raw is not None:
@@ -232,9 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == "/_sandbox/config":
             self._send(200, self.server.sandbox.configure())
         elif self.server.match_status_path(self.path) is not None:
-            self._send(405, _error_body(405, "Método no permitido"))
+            self._send(405, error_body(405, "Método no permitido"))
         else:
-            self._send(404, _error_body(404, "Ruta no encontrada"))
+            self._send(404, error_body(404, "Ruta no encontrada"))
 
     def do_POST(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
@@ -251,9 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.sandbox.reset()
                 self._send(200, {"reset": True})
             else:
-                self._send(404, _error_body(404, "Ruta no encontrada"))
+                self._send(404, error_body(404, "Ruta no encontrada"))
         except ValueError as exc:
-            self._send(400, _error_body(400, str(exc)))
+            self._send(400, error_body(400, str(exc)))
 
     # --- the endpoint -----------------------------------------------------------------
     def _billing_status(self, empresa: str, raw: bytes) -> None:
@@ -291,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
             code = int(fault)
             entry["code"] = code
             self._state.record(entry)
-            self._send(code, _error_body(code, config.error_message))
+            self._send(code, error_body(code, config.error_message))
             return
 
         code, answer = self._decide(config, empresa, body, secret_ok, generator_id, fault)
@@ -320,18 +197,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not secret_ok:
             return 401, BODY_401
         if not generator_id:
-            return 400, _error_body(400, "falta el encabezado generatorId")
+            return 400, error_body(400, "falta el encabezado generatorId")
         known = config.known_empresas
         if (known is not None and empresa not in known) or fault == "404":
             return 404, BODY_404
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return 400, _error_body(400, "Content-Type debe ser application/json")
+            return 400, error_body(400, "Content-Type debe ser application/json")
         if body is None:
-            return 400, _error_body(400, "el cuerpo no es JSON válido")
+            return 400, error_body(400, "el cuerpo no es JSON válido")
         problems = body_errors(body)
         if problems:
-            return 400, _error_body(400, "; ".join(problems))
+            return 400, error_body(400, "; ".join(problems))
         code = self._state.take_status(empresa, body["reference"], body["status"])
         return code, (BODY_409 if code == 409 else None)
 
@@ -364,12 +241,12 @@ class SifSandbox:
         base_path: str = DEFAULT_BASE_PATH,
         **switches: Any,
     ) -> None:
-        config = _coerce(
+        config = coerce(
             SandboxConfig(), {"secret": secret, "known_empresas": known_empresas, **switches}
         )
         self.host = host
         self.base_path = "/" + base_path.strip("/")
-        self._state = _State(config)
+        self._state = State(config)
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -507,6 +384,3 @@ def main(argv: list[str] | None = None) -> int:
         sandbox._server.server_close()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ Endpoints (``<svc>``: stamp, cancel, utilities, registration, retentions, firmar
 * ``POST /_sandbox/reset``   forget documents and counters; ``{"config": true}`` also
   restores the default switches (credentials are kept)
 
-Behaviour lives in ``worker.finkok.simulator``; this module is the HTTP shell.
+Behaviour lives in the other modules of ``worker.sandbox.finkok``; this one is the HTTP shell.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from worker.finkok.services import SOAP_PATH
-from worker.finkok.simulator.app import FinkokSimulator
-from worker.finkok.simulator.config import ConfigError, SandboxConfig
-from worker.finkok.wire import MAX_REQUEST_BYTES
+from worker.sandbox.finkok.app import FinkokSimulator
+from worker.sandbox.finkok.config import ConfigError, SandboxConfig
+from worker.sandbox.finkok.wire import MAX_REQUEST_BYTES
 from worker.sandbox.http import SandboxHTTPServer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("worker.sandbox.finkok")
 CONTROL = "/_sandbox/"
 
 
@@ -259,7 +259,7 @@ class FinkokSandbox:
 
     def document_stats(self, xml: bytes) -> dict[str, Any] | None:
         """Counters of one sealed document (by its Sello), or None if never seen."""
-        from worker.finkok.simulator.documents import read
+        from worker.sandbox.finkok.documents import read
 
         rec = self.simulator.ledger.get(read(xml).key)
         return rec.summary() if rec else None
@@ -293,7 +293,3 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         sandbox.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 connection), with the configured latency, hangs, faults and drops applied.
 
 Transport-independent so it can be driven by the HTTP server in
-``worker.sandbox.finkok`` and exercised directly.
+``worker.sandbox.finkok.server`` and exercised directly.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from functools import lru_cache
 
 from worker.cfdi.csd import Csd, sandbox_pac_csd
 from worker.finkok import services
-from worker.finkok.simulator.accounts import AccountsDesk
-from worker.finkok.simulator.cancel import CancelDesk
-from worker.finkok.simulator.config import SandboxConfig
-from worker.finkok.simulator.documents import Refusal, decode_b64, read
-from worker.finkok.simulator.ledger import Ledger
-from worker.finkok.simulator.stamping import Outcome, StampDesk, incidencia
-from worker.finkok.wire import BadRequest, Node, Request, parse_request, render_fault, render_response
+from worker.sandbox.finkok.accounts import AccountsDesk
+from worker.sandbox.finkok.cancel import CancelDesk
+from worker.sandbox.finkok.config import SandboxConfig
+from worker.sandbox.finkok.documents import Refusal, decode_b64, read
+from worker.sandbox.finkok.ledger import Ledger
+from worker.sandbox.finkok.stamping import Outcome, StampDesk, incidencia
+from worker.sandbox.finkok.wire import BadRequest, Node, Request, parse_request, render_fault, render_response
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,421 @@
+"""What the printed representation (representación impresa) of a stamped CFDI 4.0 shows.
+
+It follows RMF regla 2.7.1.7 / Anexo 20 as quoted in REFERENCE.md §4: the QR (or UUID),
+both certificate serial numbers, issue and certification dates, the TFD cadena
+original, both sellos, the legend, and the CFDI's own data (emisor, receptor, every
+concepto with its keys and taxes, taxes by rate, totals, payment data, related CFDIs,
+InformacionGlobal, the Pagos 2.0 complement). How it is drawn: :mod:`worker.cfdi.pdf.layout`.
+
+The base64 blocks are set in Courier so they wrap by character count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+from worker.cfdi import catalogs as cat
+from worker.cfdi.extract import Concepto, StampedCfdi, Tax, extract
+from worker.cfdi.pdf.layout import (
+    CP1252,
+    LEFT,
+    PT,
+    QR_SIDE,
+    RIGHT,
+    TOP,
+    WIDTH,
+    Columns,
+    Page,
+    Writer,
+    clean,
+    fonts_for,
+    qr_image,
+)
+from worker.cfdi.qr import verification_url
+
+LEGEND = "Este documento es una representación impresa de un CFDI"
+
+# The conceptos table and the Pagos documents table (layout.Columns)
+COLUMNS: Columns = (
+    ("Clave prod/serv", 16.0, False),
+    ("No. identificación", 19.0, False),
+    ("Cantidad", 13.0, True),
+    ("Clave unidad", 12.0, False),
+    ("Unidad", 13.0, False),
+    ("Descripción", 54.0, False),
+    ("Valor unitario", 20.0, True),
+    ("Importe", 20.0, True),
+    ("Descuento", 15.0, True),
+    ("Obj. imp.", 8.0, False),
+)
+DOCTO_COLUMNS: Columns = (
+    ("Id documento", 52.0, False),
+    ("Serie / folio", 22.0, False),
+    ("Moneda / equiv.", 17.0, False),
+    ("Parcialidad", 13.0, True),
+    ("Saldo anterior", 22.0, True),
+    ("Importe pagado", 22.0, True),
+    ("Saldo insoluto", 22.0, True),
+    ("Obj. imp.", 20.0, False),
+)
+
+assert abs(sum(w for _t, w, _r in COLUMNS) - WIDTH) < 0.01
+assert abs(sum(w for _t, w, _r in DOCTO_COLUMNS) - WIDTH) < 0.01
+
+
+def _tax_label(t: Tax) -> str:
+    name = cat.IMPUESTO.get(t.impuesto, t.impuesto)
+    parts = [f"{name} ({t.impuesto})"]
+    if t.tipo_factor:
+        parts.append(t.tipo_factor)
+    if t.tasa_o_cuota:
+        parts.append(t.tasa_o_cuota)
+    return " ".join(parts)
+
+
+def _tax_text(t: Tax) -> str:
+    text = _tax_label(t)
+    if t.base:
+        text += f" Base {t.base}"
+    if t.importe:
+        text += f" Importe {t.importe}"
+    return text
+
+
+MEXICO_CITY = dt.timezone(dt.timedelta(hours=-6))  # CDMX has had no DST since 2022
+
+
+def _certified_at(fecha_timbrado: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(fecha_timbrado).replace(tzinfo=MEXICO_CITY)
+    except ValueError:
+        return dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class _Renderer:
+    def __init__(self, cfdi: StampedCfdi) -> None:
+        self.c = cfdi
+        comp = cfdi.comprobante
+        serie_folio = "-".join(p for p in (comp.serie, comp.folio) if p)
+        label = f"Folio fiscal {cfdi.tfd.uuid}" + (f" · {serie_folio}" if serie_folio else "")
+        self.pdf = Page(label, f"{LEGEND}. {label}")
+        # The same CFDI renders to the same bytes (a resend to SIF carries the same PDF):
+        # the creation date, and with it the file ID, come from the certification time.
+        self.pdf.set_creation_date(_certified_at(cfdi.tfd.fecha_timbrado))
+        self.fonts = fonts_for(self._texts())
+        self.w = Writer(self.pdf, self.fonts)
+        self.pdf.writer = self.w
+        self.serie_folio = serie_folio
+
+    # fonts ------------------------------------------------------------------------
+    def _texts(self) -> Iterator[str]:
+        """Every string of the CFDI (all of it may be printed)."""
+        stack: list[object] = [self.c]
+        while stack:
+            obj = stack.pop()
+            if isinstance(obj, str):
+                yield obj
+            elif isinstance(obj, tuple):
+                stack.extend(obj)
+            elif hasattr(obj, "__dataclass_fields__"):
+                stack.extend(getattr(obj, name) for name in obj.__dataclass_fields__)
+
+    # sections -----------------------------------------------------------------------
+    def render(self) -> bytes:
+        pdf = self.pdf
+        pdf.add_page()
+        self.header()
+        self.parties()
+        self.general()
+        self.conceptos()
+        self.totals()
+        if self.c.pagos:
+            self.pagos()
+        self.certification()
+        return bytes(pdf.output())
+
+    def header(self) -> None:
+        """Emisor on the left, title and serie/folio, and the QR at the top right of page 1."""
+        w, c = self.w, self.c
+        comp = c.comprobante
+        self._qr(RIGHT - QR_SIDE, TOP)
+        title_right = RIGHT - QR_SIDE - 3
+        w.font(13, True)
+        w.put_right(title_right, TOP, cat.TITULO.get(comp.tipo_de_comprobante, "CFDI"))
+        w.font(9, True)
+        if self.serie_folio:
+            w.put_right(title_right, TOP + w.lh(13), f"Serie y folio: {self.serie_folio}")
+        w.font(11, True)
+        for line in w.wrap(c.emisor.nombre, 105):
+            w.put(LEFT, w.y, line)
+            w.y += w.lh()
+        w.font(7.5)
+        lines = [
+            f"RFC emisor: {c.emisor.rfc}",
+            f"Régimen fiscal: {cat.describe(cat.REGIMEN_FISCAL, c.emisor.regimen_fiscal)}",
+            f"Lugar de expedición (CP): {comp.lugar_expedicion}",
+        ]
+        if c.emisor.fac_atr_adquirente:
+            lines.append(f"FacAtrAdquirente: {c.emisor.fac_atr_adquirente}")
+        for text in lines:
+            for line in w.wrap(text, 105):
+                w.put(LEFT, w.y, line)
+                w.y += w.lh()
+        w.y = max(w.y, TOP + QR_SIDE) + 1.5
+        w.rule()
+
+    def parties(self) -> None:
+        w, c = self.w, self.c
+        r, comp, tfd = c.receptor, c.comprobante, c.tfd
+        top = w.y
+        w.font(8, True)
+        w.put(LEFT, top, "Receptor")
+        w.put(LEFT + 97, top, "Datos del CFDI")
+        w.y = top + w.lh(8) + 0.3
+        left_bottom = w.label_values(
+            [
+                ("Nombre", r.nombre),
+                ("RFC", r.rfc),
+                ("Domicilio fiscal (CP)", r.domicilio_fiscal),
+                ("Régimen fiscal", cat.describe(cat.REGIMEN_FISCAL, r.regimen_fiscal)),
+                ("Uso CFDI", cat.describe(cat.USO_CFDI, r.uso_cfdi)),
+                ("Residencia fiscal", r.residencia_fiscal or ""),
+                ("NumRegIdTrib", r.num_reg_id_trib or ""),
+            ],
+            x=LEFT, width=93,
+        )
+        right_bottom = w.label_values(
+            [
+                ("Folio fiscal (UUID)", tfd.uuid),
+                ("No. de serie del CSD del emisor", comp.no_certificado),
+                ("No. de serie del certificado del SAT", tfd.no_certificado_sat),
+                ("Fecha y hora de emisión", comp.fecha),
+                ("Fecha y hora de certificación", tfd.fecha_timbrado),
+                ("RFC del proveedor de certificación", tfd.rfc_prov_certif),
+                ("Tipo de comprobante", cat.describe(cat.TIPO_COMPROBANTE, comp.tipo_de_comprobante)),
+                ("Versión", comp.version),
+            ],
+            x=LEFT + 97, width=93,
+        )
+        w.y = max(left_bottom, right_bottom) + 1.0
+        w.rule()
+
+    def general(self) -> None:
+        w, c = self.w, self.c
+        comp = c.comprobante
+        pairs = [
+            ("Moneda", comp.moneda),
+            ("Tipo de cambio", comp.tipo_cambio or ""),
+            ("Forma de pago", cat.describe(cat.FORMA_PAGO, comp.forma_pago)),
+            ("Método de pago", cat.describe(cat.METODO_PAGO, comp.metodo_pago)),
+            ("Exportación", cat.describe(cat.EXPORTACION, comp.exportacion)),
+            ("Condiciones de pago", clean(comp.condiciones_de_pago)),
+            ("Confirmación", comp.confirmacion or ""),
+        ]
+        half = [p for p in pairs if p[1]]
+        mid = (len(half) + 1) // 2
+        bottom = max(
+            w.label_values(half[:mid], x=LEFT, width=93),
+            w.label_values(half[mid:], x=LEFT + 97, width=93),
+        )
+        w.y = bottom + 0.5
+        g = c.informacion_global
+        if g:
+            w.paragraph(
+                f"Información global: periodicidad {cat.describe(cat.PERIODICIDAD, g.periodicidad)}, "
+                f"meses {g.meses}, año {g.anio}"
+            )
+        for rel in c.relacionados:
+            w.paragraph(
+                f"CFDI relacionados, tipo de relación {cat.describe(cat.TIPO_RELACION, rel.tipo_relacion)}: "
+                + ", ".join(rel.uuids)
+            )
+
+    # conceptos ------------------------------------------------------------------------
+    def conceptos(self) -> None:
+        w = self.w
+        w.section(f"Conceptos ({len(self.c.conceptos)})")
+        hook = lambda: w.table_header(COLUMNS)  # noqa: E731
+        w.table_header(COLUMNS)
+        w.on_new_page.append(hook)
+        for con in self.c.conceptos:
+            self._concepto(con)
+        w.on_new_page.remove(hook)
+        w.y += 0.5
+        w.rule(1.0)
+
+    def _concepto(self, con: Concepto) -> None:
+        w = self.w
+        w.need(w.lh(6.8) * 2)
+        w.row(COLUMNS, [
+            con.clave_prod_serv, con.no_identificacion or "", con.cantidad, con.clave_unidad, con.unidad or "",
+            con.descripcion, con.valor_unitario, con.importe, con.descuento or "", con.objeto_imp,
+        ])
+        if con.traslados:
+            w.detail("Traslados: " + "; ".join(_tax_text(t) for t in con.traslados))
+        if con.retenciones:
+            w.detail("Retenciones: " + "; ".join(_tax_text(t) for t in con.retenciones))
+        if con.a_cuenta_terceros:
+            t = con.a_cuenta_terceros
+            w.detail(f"A cuenta de terceros: RFC {t.rfc}, {t.nombre}, régimen "
+                         f"{t.regimen_fiscal}, domicilio fiscal (CP) {t.domicilio_fiscal}")
+        if con.informacion_aduanera:
+            w.detail("Información aduanera (pedimentos): " + ", ".join(con.informacion_aduanera))
+        if con.cuenta_predial:
+            w.detail("Cuenta predial: " + ", ".join(con.cuenta_predial))
+        for p in con.partes:
+            bits = [f"Parte: {p.clave_prod_serv}", f"cantidad {p.cantidad}"]
+            if p.no_identificacion:
+                bits.append(f"no. identificación {p.no_identificacion}")
+            if p.unidad:
+                bits.append(f"unidad {p.unidad}")
+            bits.append(p.descripcion)
+            if p.valor_unitario:
+                bits.append(f"valor unitario {p.valor_unitario}")
+            if p.importe:
+                bits.append(f"importe {p.importe}")
+            if p.informacion_aduanera:
+                bits.append("pedimentos " + ", ".join(p.informacion_aduanera))
+            w.detail(", ".join(bits))
+        w.y += 0.6
+
+    # totals -----------------------------------------------------------------------
+    def totals(self) -> None:
+        w, c = self.w, self.c
+        comp, imp = c.comprobante, c.impuestos
+        lines: list[tuple[str, str, bool]] = [("Subtotal", comp.subtotal, False)]
+        if comp.descuento:
+            lines.append(("Descuento", comp.descuento, False))
+        # the summary as written; computed from the conceptos only if the CFDI has none
+        traslados = imp.traslados if imp.present else c.taxes_by_rate()[0]
+        for t in traslados:
+            base = f" (base {t.base})" if t.base else ""
+            value = t.importe if t.importe is not None else "Exento"
+            lines.append((f"Traslado {_tax_label(t)}{base}", value, False))
+        if imp.total_trasladados:
+            lines.append(("Total impuestos trasladados", imp.total_trasladados, False))
+        for t in imp.retenciones:
+            lines.append((f"Retención {cat.IMPUESTO.get(t.impuesto, t.impuesto)} ({t.impuesto})", t.importe or "", False))
+        if imp.total_retenidos:
+            lines.append(("Total impuestos retenidos", imp.total_retenidos, False))
+        lines.append((f"Total ({comp.moneda})", comp.total, True))
+        w.font(7.5)
+        lh = w.lh()
+        w.need(lh * len(lines) + 1)
+        for label, value, bold in lines:
+            w.font(8.5 if bold else 7.5, bold)
+            w.put_right(RIGHT - 32, w.y, label + ":")
+            w.put_right(RIGHT, w.y, value)
+            w.y += w.lh()
+        w.y += 1.0
+
+    # pagos ------------------------------------------------------------------------
+    def pagos(self) -> None:
+        w, pagos = self.w, self.c.pagos
+        assert pagos is not None
+        w.section(f"Complemento para recepción de pagos {pagos.version}")
+        if pagos.totales:
+            w.paragraph("Totales: " + ", ".join(f"{k} {v}" for k, v in pagos.totales), size=6.8)
+        for n, pago in enumerate(pagos.pagos, 1):
+            w.need(w.lh(7) * 4)
+            head = [
+                f"Pago {n}: fecha de pago {pago.fecha_pago}",
+                f"forma de pago {cat.describe(cat.FORMA_PAGO, pago.forma_de_pago)}",
+                f"moneda {pago.moneda}",
+            ]
+            if pago.tipo_cambio:
+                head.append(f"tipo de cambio {pago.tipo_cambio}")
+            head.append(f"monto {pago.monto}")
+            if pago.num_operacion:
+                head.append(f"núm. operación {pago.num_operacion}")
+            w.paragraph(", ".join(head), size=7, bold=True)
+            if pago.cuentas:
+                w.paragraph(", ".join(f"{k} {v}" for k, v in pago.cuentas), size=6.5)
+            hook = lambda: w.table_header(DOCTO_COLUMNS)  # noqa: E731
+            w.table_header(DOCTO_COLUMNS)
+            w.on_new_page.append(hook)
+            for d in pago.documentos:
+                w.row(DOCTO_COLUMNS, [
+                    d.id_documento, "-".join(p for p in (d.serie, d.folio) if p), " / ".join(
+                        p for p in (d.moneda, d.equivalencia) if p),
+                    d.num_parcialidad, d.imp_saldo_ant, d.imp_pagado, d.imp_saldo_insoluto,
+                    cat.describe(cat.OBJETO_IMP, d.objeto_imp) if d.objeto_imp != "02" else "02",
+                ], size=6.5)
+                if d.traslados:
+                    w.detail("Traslados DR: " + "; ".join(_tax_text(t) for t in d.traslados), indent=4)
+                if d.retenciones:
+                    w.detail("Retenciones DR: " + "; ".join(_tax_text(t) for t in d.retenciones), indent=4)
+                w.y += 0.4
+            w.on_new_page.remove(hook)
+            if pago.traslados:
+                w.detail("Impuestos P, traslados: " + "; ".join(_tax_text(t) for t in pago.traslados), indent=0)
+            if pago.retenciones:
+                w.detail("Impuestos P, retenciones: " + "; ".join(_tax_text(t) for t in pago.retenciones),
+                             indent=0)
+            w.y += 1.0
+
+    # certification ------------------------------------------------------------------
+    def certification(self) -> None:
+        w, c, pdf = self.w, self.c, self.pdf
+        x_text = LEFT
+        text_w = WIDTH
+        mono = 6.0
+        per_line = int(text_w / (0.6 * mono * PT))  # Courier advances 0.6 em per character
+        blocks = [
+            ("Sello digital del CFDI:", c.comprobante.sello),
+            ("Sello digital del SAT:", c.tfd.sello_sat),
+            ("Cadena original del complemento de certificación digital del SAT:", c.tfd.cadena_original),
+        ]
+        mono_ok = all(CP1252.issuperset(b[1]) for b in blocks)
+        chunks: list[tuple[str, list[str]]] = []
+        for title, value in blocks:
+            if mono_ok:
+                chunks.append((title, [value[i : i + per_line] for i in range(0, len(value), per_line)] or [""]))
+            else:
+                w.font(mono)
+                chunks.append((title, w.wrap(value, text_w)))
+        lh_mono = mono * PT * 1.2
+        head_lh = w.lh(6.8)
+        height = sum(head_lh + len(lines) * lh_mono + 0.8 for _t, lines in chunks) + head_lh * 2
+        w.need(height + 2)
+        w.y += 1.0
+        for title, lines in chunks:
+            w.font(6.8, True)
+            w.put(x_text, w.y, title)
+            w.y += head_lh
+            if mono_ok:
+                pdf.set_font("courier", "", mono)
+                for line in lines:
+                    pdf.text(x_text, w.y + mono * PT * 0.9, line)
+                    w.y += lh_mono
+            else:
+                w.font(mono)
+                for line in lines:
+                    w.put(x_text, w.y, line)
+                    w.y += lh_mono
+            w.y += 0.8
+        w.font(6.8, True)
+        w.put(x_text, w.y, f"RFC del proveedor de certificación: {c.tfd.rfc_prov_certif}    "
+                           f"Fecha y hora de certificación: {c.tfd.fecha_timbrado}")
+        w.y += head_lh + 0.5
+        w.font(7.5, True)
+        w.put(LEFT, w.y + 0.5, LEGEND)
+        w.y += w.lh() + 1
+
+    def _qr(self, x: float, y: float) -> None:
+        c = self.c
+        url = verification_url(
+            uuid=c.tfd.uuid, rfc_emisor=c.emisor.rfc, rfc_receptor=c.receptor.rfc,
+            total=c.comprobante.total, sello=c.comprobante.sello,
+        )
+        self.pdf.image(qr_image(url), x=x, y=y, w=QR_SIDE, h=QR_SIDE)
+
+
+def render_pdf(stamped_xml: bytes) -> bytes:
+    """The printed representation of a stamped CFDI 4.0, as PDF bytes."""
+    return render_cfdi(extract(stamped_xml))
+
+
+def render_cfdi(cfdi: StampedCfdi) -> bytes:
+    """Like :func:`render_pdf`, from already extracted data."""
+    return _Renderer(cfdi).render()

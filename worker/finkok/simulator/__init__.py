@@ -1,2 +1,0 @@
-"""The local Finkok's behaviour (used by ``worker.sandbox.finkok``): configuration,
-memory of stamped documents, and one module per Finkok service."""
