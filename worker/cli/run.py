@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from worker.cli.context import Context, console, err_console
+from worker.cli.preflight import check_broker, check_database, ensure_port_free
 
 
 def worker(
@@ -19,10 +18,12 @@ def worker(
     name: str = typer.Option(None, "-n", "--hostname", help="Node name, e.g. w1@%h."),
 ) -> None:
     """Run a Celery worker for the stamp, notify and maintenance queues."""
+    settings = Context().settings
+    check_database(settings)
+    check_broker(settings)
     from worker.logging import configure_logging
     from worker.tasks import create_worker_app
 
-    settings = Context().settings
     configure_logging(settings)
     app = create_worker_app(settings)
     argv = ["worker", "-P", "prefork", "-c", str(concurrency), "-Q", queues,
@@ -34,10 +35,12 @@ def worker(
 
 def beat(loglevel: str = typer.Option(None, "--loglevel")) -> None:
     """Run the beat: the sweeper and the pending-at-SAT poller on their schedule."""
+    settings = Context().settings
+    check_database(settings)
+    check_broker(settings)
     from worker.logging import configure_logging
     from worker.tasks import create_worker_app
 
-    settings = Context().settings
     configure_logging(settings)
     app = create_worker_app(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,17 +53,19 @@ def sandbox(
     port: int = typer.Option(None, "--port"),
 ) -> None:
     """Run the local Finkok (port 8701) or SIF (port 8702) sandbox in the foreground."""
+    if which not in ("finkok", "sif"):
+        err_console.print("sandbox must be 'finkok' or 'sif'")
+        raise typer.Exit(2)
+    port = port or (8701 if which == "finkok" else 8702)
+    ensure_port_free("127.0.0.1", port)
     if which == "finkok":
         from worker.sandbox.finkok import main as finkok_main
 
-        finkok_main(["--port", str(port or 8701)])
-    elif which == "sif":
+        finkok_main(["--port", str(port)])
+    else:
         from worker.sandbox.sif import main as sif_main
 
-        raise typer.Exit(sif_main(["--port", str(port or 8702)]) or 0)
-    else:
-        err_console.print("sandbox must be 'finkok' or 'sif'")
-        raise typer.Exit(2)
+        raise typer.Exit(sif_main(["--port", str(port)]) or 0)
 
 
 def demo(
@@ -71,6 +76,15 @@ def demo(
 ) -> None:
     """Run the whole mission end to end on the embedded defaults; exit 0 only if every
     invoice settled as its scenario expects and SIF heard each outcome once."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+
     from worker.demo import SCENARIOS, run_demo
 
     timeout_s = timeout or 90 + 0.5 * count
