@@ -11,37 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from worker.cli import options as opt
 from worker.cli.context import Context, console, current_actor, err_console, fail
 from worker.cli.output import cell, dumps, state_text
-from worker.db.models import utcnow
-from worker.invoices.states import InvoiceState, NotificationState
-from worker.logging import configure_logging
-from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
-from worker.ops.reprocess import (
-    ActionResult,
-    Plan,
-    plan_replace_xml,
-    plan_reprocess_filter,
-    plan_reprocess_keys,
-    plan_resend_filter,
-    plan_resend_keys,
-    replace_xml,
-    reprocess_many,
-    resend_many,
-)
+
+if TYPE_CHECKING:
+    from worker.ops.reprocess import ActionResult, Plan
 
 log = logging.getLogger("worker.cli.repair")
 
@@ -51,6 +30,8 @@ SWEEPER_NOTE = ("the broker did not take {n} message(s); the rows are committed 
 
 
 def _context() -> Context:
+    from worker.logging import configure_logging
+
     ctx = Context()
     configure_logging(ctx.settings)
     opt.require_schema(ctx.engine)
@@ -83,6 +64,10 @@ def reprocess(
     Attempts are reset, errors cleared; if the last Finkok call went unanswered the
     pipeline asks Finkok `stamped` before it may stamp.
     """
+    from worker.db.models import utcnow
+    from worker.invoices.states import InvoiceState
+    from worker.ops.reprocess import plan_reprocess_filter, plan_reprocess_keys, reprocess_many
+
     has_filter = any((state, empresa and not keys, reference, emisor, receptor, code, since, until))
     if not keys and not has_filter:
         fail("name invoices, or select them with a filter (--state, --code, --since...)", code=2)
@@ -114,6 +99,9 @@ def reprocess(
 
 def _reprocess_with_xml(ctx: Context, keys: list[str], empresa: str | None, path: Path,
                         reason: str, dry_run: bool, as_json: bool) -> None:
+    from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
+    from worker.ops.reprocess import plan_replace_xml, replace_xml
+
     if len(keys) != 1:
         fail("--replace-xml names exactly one invoice", code=2)
     data = path.read_bytes()
@@ -166,6 +154,10 @@ def resend(
     Only an invoice's latest notification is resent, and a NOK only while the invoice is
     still rejected/failed. A resend needs --reason (the audit log requires one).
     """
+    from worker.db.models import utcnow
+    from worker.invoices.states import NotificationState
+    from worker.ops.reprocess import plan_resend_filter, plan_resend_keys, resend_many
+
     has_filter = any((state, result, status, empresa, since, until))
     if not keys and not has_filter:
         fail("name notifications or invoices, or select with a filter (--result, --state...)",
@@ -206,6 +198,16 @@ def _run(
     ids_of: Callable[[Plan], str | None],
     reason: str,
 ) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from worker.ops.reprocess import ActionResult
+
     changing = [p for p in plans if p.will_change]
     refused = [p for p in plans if not p.will_change]
     if not plans:
@@ -230,6 +232,8 @@ def _run(
 
 
 def _show_plans(plans: list[Plan], *, as_json: bool, dry_run: bool) -> None:
+    from rich.table import Table
+
     if as_json:
         for p in plans:
             typer.echo(dumps({**p.as_dict(), "dry_run": dry_run}))
