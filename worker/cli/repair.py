@@ -53,6 +53,9 @@ def reprocess(
     replace_xml_file: Annotated[Path | None, typer.Option(
         "--replace-xml", help="A corrected, re-sealed CFDI for ONE rejected/failed invoice.",
         show_default=False, exists=True, dir_okay=False)] = None,
+    same_xml: Annotated[bool, typer.Option(
+        "--same-xml", help="Send a rejected invoice's XML again as it is (when the cause was "
+        "fixed elsewhere, e.g. the receptor's data at SAT).")] = False,
     reason: opt.Reason = "",
     dry_run: opt.DryRun = False,
     yes: opt.Yes = False,
@@ -62,7 +65,9 @@ def reprocess(
 
     Name invoices, or select them with filters (without --state: rejected and failed).
     Attempts are reset, errors cleared; if the last Finkok call went unanswered the
-    pipeline asks Finkok `stamped` before it may stamp.
+    pipeline asks Finkok `stamped` before it may stamp. A rejected invoice (fiscal-data or
+    permanent refusal) needs a corrected XML (--replace-xml) or --same-xml. A reprocess
+    needs --reason (the audit log requires one).
     """
     from worker.db.models import utcnow
     from worker.invoices.states import InvoiceState
@@ -73,27 +78,32 @@ def reprocess(
         fail("name invoices, or select them with a filter (--state, --code, --since...)", code=2)
     if keys and has_filter:
         fail("give invoice ids or filters, not both (--empresa may narrow references)", code=2)
+    if replace_xml_file is not None and same_xml:
+        fail("--replace-xml and --same-xml exclude each other", code=2)
+    if not dry_run and not reason.strip():
+        fail("a reprocess needs --reason: it is recorded in the audit log", code=2)
     ctx = _context()
     if replace_xml_file is not None:
         _reprocess_with_xml(ctx, keys or [], empresa, replace_xml_file, reason, dry_run, as_json)
         return
     with ctx.sessions() as session:
         if keys:
-            plans = plan_reprocess_keys(session, keys, empresa=empresa)
+            plans = plan_reprocess_keys(session, keys, empresa=empresa, same_xml=same_xml)
         else:
             flt = opt.invoice_filter(
                 now=utcnow(), states=state or [InvoiceState.REJECTED, InvoiceState.FAILED],
                 empresa=empresa, reference=reference, emisor=emisor, receptor=receptor,
                 code=code, since=since, until=until, by=by,
             )
-            plans = plan_reprocess_filter(session, flt)
+            plans = plan_reprocess_filter(session, flt, same_xml=same_xml)
     app = ctx.celery
     from worker.celery_app import publish_stamp
 
     _run("reprocess", plans, dry_run=dry_run, yes=yes, as_json=as_json,
          act=lambda ids, progress: reprocess_many(
              ctx.sessions, ids, actor=current_actor(), reason=reason,
-             publish=lambda invoice_id: publish_stamp(app, invoice_id), progress=progress),
+             publish=lambda invoice_id: publish_stamp(app, invoice_id), progress=progress,
+             same_xml=same_xml),
          ids_of=lambda p: p.invoice_id, reason=reason)
 
 
