@@ -30,10 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.api.keys import create_key
-from worker.celery_app import create_app, publish_stamp
+from worker.celery_app import STAMP_TASK, create_app
 from worker.cfdi.factory import build_invoice
 from worker.db.migrate import upgrade
 from worker.db.session import create_db_engine, session_factory
+from worker.doorbell import bell_for
 from worker.invoices.intake import submit
 from worker.settings import load_settings
 
@@ -127,7 +128,7 @@ def bench_inprocess(xmls: list[bytes], threads: int, tmp: Path, publish: bool) -
     engine = create_db_engine(db_url, pool_size=threads + 2)
     sessions = session_factory(engine)
     app = create_app(settings)
-    ring = (lambda invoice_id: publish_stamp(app, invoice_id)) if publish else None
+    ring = bell_for(app, STAMP_TASK) if publish else None
 
     def one(i: int) -> None:
         result = submit(sessions, xmls[i], empresa_ref_id=EMPRESA, reference=f"R-{i}", publish=ring)

@@ -555,7 +555,8 @@ def _restart_dead(stack: LocalStack, workers: int, chaos: Chaos) -> None:
 def _enqueue(sessions: Any, app: Any, planned: list[Planned], window_s: float, chaos: Chaos) -> None:
     """Intake in batches spread over the window; a batch hit by a dropped database
     connection is simply submitted again (intake is idempotent per reference)."""
-    from worker.celery_app import publish_stamp
+    from worker.celery_app import STAMP_TASK
+    from worker.doorbell import bell_for
     from worker.invoices.intake import Submission, SubmitResult, submit_many
 
     batch = 25
@@ -569,7 +570,7 @@ def _enqueue(sessions: Any, app: Any, planned: list[Planned], window_s: float, c
         for attempt in range(10):
             try:
                 results = submit_many(sessions, items,
-                                      publish=lambda invoice_id: publish_stamp(app, invoice_id))
+                                      publish=bell_for(app, STAMP_TASK))
                 break
             except Exception as exc:  # noqa: BLE001 - e.g. the terminated connection
                 chaos.intake[f"batch retried ({type(exc).__name__})"] += 1

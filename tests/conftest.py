@@ -124,8 +124,9 @@ def redis_url() -> Iterator[str]:
     except redis.RedisError as exc:
         if REQUIRE_SERVERS:
             server_missing(f"Redis at {REDIS_URL}", str(exc))
-        from fakeredis import TcpFakeServer
         import threading
+
+        from fakeredis import TcpFakeServer
 
         server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
         thread = threading.Thread(target=server.serve_forever, daemon=True)

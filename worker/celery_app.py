@@ -119,12 +119,3 @@ def create_app(settings: Settings | None = None) -> Celery:
         },
     )
     return app
-
-
-def publish_stamp(app: Celery, invoice_id: str) -> None:
-    """Ring the doorbell for one invoice (by task name: producers need not import tasks)."""
-    app.send_task(STAMP_TASK, args=[invoice_id], queue=STAMP_QUEUE)
-
-
-def publish_notify(app: Celery, notification_id: str) -> None:
-    app.send_task(NOTIFY_TASK, args=[notification_id], queue=NOTIFY_QUEUE)

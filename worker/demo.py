@@ -10,9 +10,12 @@ Finkok sandbox's rules key on.
 from __future__ import annotations
 
 import base64
+import shlex
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,17 +64,23 @@ class DemoResult:
     problems: list[str]
 
 
-def run_demo(
-    count: int,
-    data_dir: Path,
-    *,
-    timeout_s: float,
-    progress: Any = None,
-    keep_running: bool = False,
-) -> DemoResult:
-    from worker.celery_app import create_app, publish_stamp
+def run_demo(count: int, data_dir: Path, *, timeout_s: float, progress: Any = None) -> DemoResult:
+    """Run the demo and stop the stack: the result once every invoice settled (or timed out)."""
+    with running_demo(count, data_dir, timeout_s=timeout_s, progress=progress) as (result, _):
+        return result
+
+
+@contextmanager
+def running_demo(
+    count: int, data_dir: Path, *, timeout_s: float, progress: Any = None,
+) -> Iterator[tuple[DemoResult, LocalStack]]:
+    """Start the stack, enqueue ``count`` invoices, wait until they settled; yield the result
+    with the stack still running; stop every process of the stack on exit (normal, error,
+    KeyboardInterrupt alike)."""
+    from worker.celery_app import STAMP_TASK, create_app
     from worker.cfdi.factory import build_invoice
     from worker.db.session import create_db_engine, session_factory
+    from worker.doorbell import bell_for
     from worker.invoices.intake import submit
 
     if data_dir.exists():
@@ -107,7 +116,7 @@ def run_demo(
                                 receptor_nombre=f"CLIENTE DEMO {i}")
             submit(sessions, xml, empresa_ref_id="00000000-0000-1000-0000-000000000001",
                    reference=reference, pedidoga=f"P{i}",
-                   publish=lambda invoice_id: publish_stamp(app, invoice_id))
+                   publish=bell_for(app, STAMP_TASK))
             references[reference] = scenario
             if progress:
                 progress.advance(task)
@@ -125,10 +134,8 @@ def run_demo(
         if finkok.get("double_stamped_documents"):
             problems.append(f"{finkok['double_stamped_documents']} documents stamped twice")
         engine.dispose()
-        if keep_running:
-            _wait_for_interrupt(stack)
-        return DemoResult(not problems, rows, seconds, int(finkok.get("new_stamps", 0)),
-                          int(finkok.get("double_stamped_documents", 0)), pdf_dir, problems)
+        yield DemoResult(not problems, rows, seconds, int(finkok.get("new_stamps", 0)),
+                         int(finkok.get("double_stamped_documents", 0)), pdf_dir, problems), stack
     finally:
         stack.stop()
 
@@ -216,11 +223,9 @@ def _runs(operations: list[str]) -> list[str]:
     return out
 
 
-def _wait_for_interrupt(stack: LocalStack) -> None:
-    print(f"stack running: Finkok sandbox {stack.finkok_url}, SIF sandbox {stack.sif_root}; "
-          f"logs in {stack.logs}. Ctrl-C to stop.")
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+def export_lines(stack: LocalStack) -> list[str]:
+    """``export BILLING_…=…`` lines (shell-quoted) that point other `billing` commands at
+    this stack: its database, broker, data folder, the sandboxes and the demo's tuning."""
+    env = stack.env()
+    return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())
+            if name.startswith("BILLING_") and not name.startswith("BILLING_TEST_")]

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "BILLING_"
 
@@ -26,6 +30,15 @@ FINKOK_HOSTS = {
     "demo": "https://demo-facturacion.finkok.com",
     "production": "https://facturacion.finkok.com",
 }
+
+
+class SettingError(ValueError):
+    """A setting that cannot be used; ``setting`` names the variable to check. The message
+    names the variable (and a file path), never a value: values may be secrets."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class SecretFilesSource(PydanticBaseSettingsSource):
@@ -38,9 +51,8 @@ class SecretFilesSource(PydanticBaseSettingsSource):
         try:
             return Path(path).read_text(encoding="utf-8").strip(), field_name, False
         except OSError as exc:  # name the variable and path, never the content
-            raise ValueError(
-                f"{ENV_PREFIX}{field_name.upper()}_FILE={path}: cannot read ({exc.strerror})"
-            ) from None
+            variable = f"{ENV_PREFIX}{field_name.upper()}_FILE"
+            raise SettingError(variable, f"{variable}={path}: cannot read ({exc.strerror})") from None
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -171,8 +183,9 @@ class Settings(BaseSettings):
             return FINKOK_HOSTS[env]
         if env.startswith(("http://", "https://")):
             return env.rstrip("/")
-        raise ValueError(
-            f"BILLING_FINKOK_ENVIRONMENT={env!r}: expected sandbox, demo, production or a URL"
+        raise SettingError(
+            "BILLING_FINKOK_ENVIRONMENT",
+            f"BILLING_FINKOK_ENVIRONMENT={env!r}: expected sandbox, demo, production or a URL",
         )
 
     def masked(self) -> dict[str, Any]:
@@ -211,7 +224,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, the optional env file, and overrides."""
     env_file = _default_env_file()
     if env_file and not Path(env_file).is_file():
-        raise FileNotFoundError(f"BILLING_ENV_FILE={env_file}: no such file")
+        raise SettingError(f"{ENV_PREFIX}ENV_FILE", f"BILLING_ENV_FILE={env_file}: no such file")
     return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
 
 

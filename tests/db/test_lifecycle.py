@@ -10,7 +10,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.lifecycle import claim_invoice_for_stamp, claim_notification, due_where, move
+from worker.db.lifecycle import (
+    claim_invoice_for_stamp,
+    claim_notification,
+    due_where,
+    move,
+)
 from worker.db.models import Invoice, Notification, utcnow
 from worker.db.states import (
     INVOICE_CLAIM,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,8 +13,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.cfdi.factory import build_invoice
 from worker.db.models import AuditLog, Invoice
-from worker.invoices.intake import InvoiceConflict, InvoiceRefused, SubmitResult, submit
 from worker.db.states import InvoiceState
+from worker.invoices.intake import InvoiceConflict, InvoiceRefused, SubmitResult, submit
+
+
+class Recorder:
+    """A doorbell that records what it was asked to ring."""
+
+    def __init__(self, rung: list[str]) -> None:
+        self.rung = rung
+
+    def __call__(self, row_id: str, *, reference: str | None = None) -> bool:
+        self.rung.append(row_id)
+        return True
+
 
 IDS = {"empresa_ref_id": "00000000-0000-1000-0000-000000000001", "reference": "0016921514"}
 
@@ -47,10 +60,12 @@ def test_created_stores_exact_bytes_and_publishes_after_commit(
 ) -> None:
     seen: list[tuple[str, str | None]] = []
 
-    def publish(invoice_id: str) -> None:
+    def publish(invoice_id: str, *, reference: str | None = None) -> bool:
         with sessions() as other:  # another session sees the row: it was committed first
             row = other.get(Invoice, invoice_id)
             seen.append((invoice_id, row.state if row else None))
+        assert reference == IDS["reference"]  # Flower names the ERP's reference
+        return True
 
     result = submit(sessions, sealed, pedidoga="123435", publish=publish, **IDS)
     assert result.outcome == "created" and result.published
@@ -67,8 +82,8 @@ def test_created_stores_exact_bytes_and_publishes_after_commit(
 
 def test_same_invoice_twice_is_one_invoice(sessions: sessionmaker[Session], sealed: bytes) -> None:
     published: list[str] = []
-    first = submit(sessions, sealed, publish=published.append, **IDS)
-    again = submit(sessions, sealed, publish=published.append, **IDS)
+    first = submit(sessions, sealed, publish=Recorder(published), **IDS)
+    again = submit(sessions, sealed, publish=Recorder(published), **IDS)
     assert again.invoice_id == first.invoice_id
     assert again.outcome == "existing" and not again.published
     assert published == [first.invoice_id]
@@ -117,7 +132,7 @@ def test_replace_a_rejected_or_failed_invoice(
         row.state = state  # type: ignore[union-attr]
         row.errors = [{"code": "CFDI40143", "message": "x", "kind": "fiscal_data"}]  # type: ignore[union-attr]
     published: list[str] = []
-    result = submit(sessions, other_sealed, replace=True, publish=published.append,
+    result = submit(sessions, other_sealed, replace=True, publish=Recorder(published),
                     actor="ops", reason="corrected receptor", **IDS)
     assert (result.invoice_id, result.outcome, result.state) == (first.invoice_id, "replaced", "received")
     assert published == [first.invoice_id]
@@ -143,11 +158,19 @@ def test_replace_refused_when_a_stamp_may_exist(
         submit(sessions, other_sealed, replace=True, **IDS)
 
 
-def test_publish_failure_keeps_the_invoice(sessions: sessionmaker[Session], sealed: bytes) -> None:
-    def broken(_: str) -> None:
-        raise ConnectionError("broker down")
+def test_publish_failure_keeps_the_invoice(
+    sessions: sessionmaker[Session], sealed: bytes, tmp_path: Path
+) -> None:
+    """The real doorbell on a broker that is down: the ring is dropped (logged), the row
+    stays committed and due for the sweeper."""
+    from worker.celery_app import STAMP_TASK, create_app
+    from worker.doorbell import bell_for
+    from worker.settings import load_settings
 
-    result = submit(sessions, sealed, publish=broken, **IDS)
+    dead = create_app(load_settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0"))
+    dead.conf.broker_connection_max_retries = 0
+    dead.conf.broker_transport_options = {"socket_connect_timeout": 0.5, "max_retries": 0}
+    result = submit(sessions, sealed, publish=bell_for(dead, STAMP_TASK), **IDS)
     assert result.outcome == "created" and not result.published
     with sessions() as s:
         row = s.get(Invoice, result.invoice_id)
@@ -237,7 +260,7 @@ def test_submit_many_reports_each_item(
             Submission(other_sealed, e, IDS["reference"]),  # conflict
             Submission(other_sealed, e, "new-1"),  # duplicate inside the batch: same invoice
         ],
-        publish=published.append,
+        publish=Recorder(published),
     )
     assert isinstance(results[0], SubmitResult) and results[0].invoice_id == first.invoice_id
     assert results[0].outcome == "existing"

@@ -110,14 +110,16 @@ def test_reprocess_after_an_unanswered_stamp_asks_stamped_and_never_stamps_twice
 
     fixed = ops_env / "fixed.xml"
     fixed.write_bytes(build_invoice(folio="drop-2"))
-    res = runner.invoke(app, ["reprocess", invoice_id, "--replace-xml", str(fixed)])
+    res = runner.invoke(app, ["reprocess", invoice_id, "--replace-xml", str(fixed),
+                              "--reason", "receptor corrected"])
     assert res.exit_code == 1
     assert "went unanswered, so Finkok may hold a stamp" in res.stderr + res.stdout
     assert _invoice(sessions, invoice_id).xml == xml
 
     res = runner.invoke(app, ["reprocess", "DROP-1", "--dry-run"])
     assert res.exit_code == 0 and "asks Finkok `stamped` first" in res.stdout
-    res = runner.invoke(app, ["reprocess", "DROP-1", invoice_id])  # the same one, twice
+    res = runner.invoke(app, ["reprocess", "DROP-1", invoice_id,  # the same one, twice
+                              "--reason", "Finkok answered again"])
     assert res.exit_code == 0, res.output
     assert "reprocess: 1 done, 0 refused" in res.stderr
     row = _invoice(sessions, invoice_id)
@@ -154,7 +156,7 @@ def test_reprocess_with_a_corrected_xml(
 
     same = ops_env / "same.xml"
     same.write_bytes(wrong)
-    res = runner.invoke(app, ["reprocess", "RX-1", "--replace-xml", str(same)])
+    res = runner.invoke(app, ["reprocess", "RX-1", "--replace-xml", str(same), "--reason", "x"])
     assert res.exit_code == 1 and "already has" in res.stdout + res.stderr
 
     res = runner.invoke(app, ["reprocess", "RX-1", "--replace-xml", str(corrected),
@@ -178,7 +180,8 @@ def test_reprocess_refuses_invoices_that_hold_a_stamp(
     ops_env: Path, runner: CliRunner, engine: Engine, fleet: Fleet,
 ) -> None:
     before = snapshot(engine)
-    res = runner.invoke(app, ["reprocess", "R-stamped", fleet.ids["R-pending"], "R-retry", "nope"])
+    res = runner.invoke(app, ["reprocess", "R-stamped", fleet.ids["R-pending"], "R-retry", "nope",
+                              "--reason", "look again"])
     assert res.exit_code == 1
     err = res.stderr
     assert (f"✗ R-stamped: refused: stamped (SAT UUID {fleet.uuids['R-stamped']}); "
@@ -190,7 +193,7 @@ def test_reprocess_refuses_invoices_that_hold_a_stamp(
     assert snapshot(engine) == before and queued_messages(ops_env) == []
 
     # Asked for explicitly by filter, stamped ones are refused too.
-    res = runner.invoke(app, ["reprocess", "--state", "stamped", "--yes"])
+    res = runner.invoke(app, ["reprocess", "--state", "stamped", "--yes", "--reason", "x"])
     assert res.exit_code == 1 and "reprocess: 0 done, 3 refused" in res.stderr
     assert snapshot(engine) == before
 
@@ -200,10 +203,12 @@ def test_bulk_dry_run_changes_nothing(ops_env: Path, runner: CliRunner, engine: 
     before = snapshot(engine)
     res = runner.invoke(app, ["reprocess", "--since", "30d", "--dry-run"])  # rejected + failed
     assert res.exit_code == 0, res.output
-    assert "dry run: 3 would change, 0 refused" in res.stdout
+    assert "dry run: 2 would change, 1 refused" in res.stdout  # the rejection needs a new XML
     assert "dry run: nothing was changed" in res.stderr
     for ref in ("R-rejected", "R-failed", "R-unknown"):
         assert fleet.ids[ref] in res.stdout
+    res = runner.invoke(app, ["reprocess", "--since", "30d", "--dry-run", "--same-xml"])
+    assert "dry run: 3 would change, 0 refused" in res.stdout
 
     res = runner.invoke(app, ["reprocess", "--code", "708", "--dry-run", "--json"])
     plans = [json.loads(line) for line in res.stdout.splitlines()]
@@ -238,7 +243,8 @@ def test_bulk_reprocess_asks_first_then_audits_each(
 ) -> None:
     ids = _more_failed(sessions, 4) + [fleet.ids["R-failed"], fleet.ids["R-unknown"]]
     before = snapshot(engine)
-    res = runner.invoke(app, ["reprocess", "--state", "failed"], input="n\n")
+    res = runner.invoke(app, ["reprocess", "--state", "failed", "--reason", "SAT outage over"],
+                        input="n\n")
     assert res.exit_code == 1 and "reprocess 6 rows?" in res.stderr
     assert snapshot(engine) == before and queued_messages(ops_env) == []
 
@@ -265,7 +271,8 @@ def test_reprocess_with_the_broker_down_leaves_it_to_the_sweeper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BILLING_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    res = runner.invoke(app, ["reprocess", "R-rejected", "--json"])
+    res = runner.invoke(app, ["reprocess", "R-rejected", "--json", "--same-xml",
+                              "--reason", "receptor fixed at SAT"])
     assert res.exit_code == 0, res.output
     (line,) = [json.loads(x) for x in res.stdout.splitlines()]
     assert (line["done"], line["published"]) == (True, False)
@@ -278,3 +285,45 @@ def test_reprocess_needs_a_target(ops_env: Path, runner: CliRunner) -> None:
     assert res.exit_code == 2 and "name invoices, or select them with a filter" in res.stderr
     res = runner.invoke(app, ["reprocess", "X", "--state", "failed"])
     assert res.exit_code == 2 and "not both" in res.stderr
+
+
+def test_reprocess_needs_a_reason(ops_env: Path, runner: CliRunner, engine: Engine,
+                                  fleet: Fleet) -> None:
+    before = snapshot(engine)
+    for args in (["R-failed"], ["--state", "failed", "--yes"], ["R-failed", "--reason", "  "]):
+        res = runner.invoke(app, ["reprocess", *args])
+        assert res.exit_code == 2 and "a reprocess needs --reason" in res.stderr, res.output
+    res = runner.invoke(app, ["reprocess", "R-failed", "--dry-run"])  # a dry run needs none
+    assert res.exit_code == 0 and "1 would change" in res.stdout
+    assert snapshot(engine) == before and queued_messages(ops_env) == []
+
+
+def test_a_rejected_invoice_needs_a_new_document_or_same_xml(
+    ops_env: Path, runner: CliRunner, engine: Engine, sessions: sessionmaker[Session],
+    fleet: Fleet,
+) -> None:
+    """A fiscal-data rejection is refused with the reason and the flag to use; a failed
+    invoice (nothing wrong in the document) moves with the same XML; --same-xml says the
+    operator knows, and moves the rejection too."""
+    before = snapshot(engine)
+    res = runner.invoke(app, ["reprocess", "R-rejected", "--reason", "try again"])
+    assert res.exit_code == 1
+    assert ("✗ R-rejected: refused: rejected (fiscal_data: CFDI40143): the document must "
+            "change; give a corrected, re-sealed XML with --replace-xml FILE, or --same-xml "
+            "to send the same XML again") in res.stderr
+    assert snapshot(engine) == before and queued_messages(ops_env) == []
+
+    (ops_env / "x.xml").write_bytes(b"<x/>")
+    res = runner.invoke(app, ["reprocess", "R-rejected", "--replace-xml", str(ops_env / "x.xml"),
+                              "--same-xml", "--reason", "x"])
+    assert res.exit_code == 2 and "exclude each other" in res.stderr
+
+    # The negative control: a failed invoice moves without any flag.
+    res = runner.invoke(app, ["reprocess", "R-failed", "--reason", "SAT outage over"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["reprocess", "R-rejected", "--same-xml",
+                              "--reason", "receptor updated its data at SAT"])
+    assert res.exit_code == 0, res.output
+    assert _invoice(sessions, fleet.ids["R-rejected"]).state == "received"
+    assert {(a.action, a.reason) for a in _audit(sessions)} == {
+        ("reprocess", "SAT outage over"), ("reprocess", "receptor updated its data at SAT")}

@@ -76,7 +76,7 @@ def test_resend_by_invoice_and_its_refusals(
 def test_resend_refuses_a_nok_once_the_invoice_moved_on(
     ops_env: Path, runner: CliRunner, sessions: sessionmaker[Session], fleet: Fleet,
 ) -> None:
-    res = runner.invoke(app, ["reprocess", "R-rejected", "--reason", "fixed"])
+    res = runner.invoke(app, ["reprocess", "R-rejected", "--same-xml", "--reason", "fixed"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["resend", fleet.notes["nok-rejected"], "--reason", "x"])
     assert res.exit_code == 1

@@ -20,18 +20,17 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.celery_app import publish_stamp
+from worker.celery_app import STAMP_TASK
 from worker.cfdi.factory import build_invoice
 from worker.db.migrate import upgrade
 from worker.db.models import Invoice, Notification
 from worker.db.session import create_db_engine, session_factory
+from worker.doorbell import bell_for
 from worker.invoices.intake import submit
 from worker.sandbox.finkok import FinkokSandbox
 from worker.sandbox.sif import SifSandbox
 from worker.settings import Settings, load_settings
 from worker.tasks import create_worker_app
-
-from .conftest import restore_defaults
 
 pytestmark = pytest.mark.slow
 
@@ -116,10 +115,10 @@ def test_worker_stamps_and_reports_each_invoice_once(
         ids = []
         for i, xml in enumerate(xmls):
             r = submit(sessions, xml, empresa_ref_id="E1", reference=f"R{i}",
-                       publish=lambda invoice_id: publish_stamp(app, invoice_id))
+                       publish=bell_for(app, STAMP_TASK))
             ids.append(r.invoice_id)
             for _ in range(4):  # duplicate doorbells are harmless
-                publish_stamp(app, r.invoice_id)
+                bell_for(app, STAMP_TASK)(r.invoice_id)
         assert _wait(lambda: _counts(stack) == ({"stamped": 4, "rejected": 1}, {"delivered": 5})), (
             _counts(stack), finkok.stats()["calls"])
     assert finkok.stats()["totals"]["new_stamps"] == 4
@@ -178,7 +177,7 @@ def test_sigkill_mid_stamp_still_ends_stamped_with_one_stamp(
     producer = create_app(stack)
     xml = build_invoice(folio="kill")
     r = submit(sessions, xml, empresa_ref_id="E1", reference="kill",
-               publish=lambda invoice_id: publish_stamp(producer, invoice_id))
+               publish=bell_for(producer, STAMP_TASK))
     log = tmp_path / "worker.log"
     first = _spawn_worker(stack, log)
     try:

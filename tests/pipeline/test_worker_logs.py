@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.celery_app import create_app, publish_stamp
+from worker.celery_app import STAMP_TASK, create_app
 from worker.cfdi.factory import build_invoice
 from worker.db.migrate import upgrade
 from worker.db.session import create_db_engine, session_factory
+from worker.doorbell import bell_for
 from worker.invoices.intake import submit
 from worker.sandbox.finkok import FinkokSandbox
 from worker.sandbox.sif import SifSandbox
@@ -68,7 +69,7 @@ def test_billing_worker_logs_task_lines(
     sessions = session_factory(create_db_engine(db_url))
     producer = create_app(load_settings(data_dir=tmp_path / "var", broker_url="filesystem://"))
     r = submit(sessions, build_invoice(folio="logs"), empresa_ref_id="E1", reference="LOG-1",
-               publish=lambda invoice_id: publish_stamp(producer, invoice_id))
+               publish=bell_for(producer, STAMP_TASK))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     env.update({

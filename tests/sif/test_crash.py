@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.lifecycle import claim_notification
+from worker.db.states import NotificationState as N
 from worker.invoices.notify import DeliveryOutcome, deliver
 from worker.invoices.sweep import due_notifications
-from worker.db.states import NotificationState as N
 from worker.sandbox.sif import SifSandbox
 from worker.settings import Settings
 from worker.sif.client import SifClient

@@ -13,16 +13,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.models import AuditLog, DeliveryAttempt, Notification
+from worker.db.states import NotificationState as N
 from worker.invoices.notify import DeliveryOutcome, deliver
 from worker.invoices.sweep import due_notifications
 from worker.ops.resend import ResendError, enqueue_resend
-from worker.db.states import NotificationState as N
 from worker.sandbox.sif import BODY_409, SifSandbox
 from worker.settings import Settings
 from worker.sif.client import SifClient
 from worker.sif.payload import build_ok
 
-from .conftest import EMPRESA, SECRET, T0, MakeRows, attempts, later, make_settings, notification
+from .conftest import (
+    EMPRESA,
+    SECRET,
+    T0,
+    MakeRows,
+    attempts,
+    later,
+    make_settings,
+    notification,
+)
 
 OWNER = "worker-1:123"
 

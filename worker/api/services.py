@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from worker.invoices.intake import Publish
+from worker.doorbell import Bell as Publish
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,13 @@ class Services:
 
     @classmethod
     def start(cls, settings: Settings, *, publish: bool = True) -> "Services":
-        from worker.celery_app import create_app, publish_stamp
+        from worker.celery_app import STAMP_TASK, create_app
         from worker.db.session import create_db_engine, session_factory
+        from worker.doorbell import bell_for
 
         engine = create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
         celery = create_app(settings)
-        ring: Publish | None = (lambda invoice_id: publish_stamp(celery, invoice_id)) if publish else None
+        ring: Publish | None = bell_for(celery, STAMP_TASK) if publish else None
         return cls(settings, engine=engine, sessions=session_factory(engine), celery=celery, publish=ring)
 
     def close(self) -> None:

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import api, db, enqueue, run, settings_cmd
-from worker.cli import flower_cmd, invoices, repair, stats_cmd
+from worker.cli import (
+    api,
+    db,
+    enqueue,
+    flower_cmd,
+    invoices,
+    repair,
+    run,
+    settings_cmd,
+    stats_cmd,
+)
+from worker.cli.errors import BillingGroup
+from worker.cli.global_options import global_options
 
 app = typer.Typer(
     name="billing",
     help="Queue-driven CFDI 4.0 billing worker: stamp through Finkok, report to SIF.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # never print settings (secrets) in a traceback
+    cls=BillingGroup,  # infrastructure faults: one line, exit 2 (--debug: the traceback)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.callback()(global_options)
 app.command("config")(settings_cmd.show_config)
 app.add_typer(db.app, name="db")
 app.command("enqueue")(enqueue.enqueue)

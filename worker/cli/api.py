@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from worker.cli.context import Context, console, err_console, fail
+from worker.cli.preflight import ensure_port_free
 
 keys_app = typer.Typer(help="API keys for the HTTP intake API.", no_args_is_help=True)
 
@@ -19,6 +19,7 @@ def serve(
     ),
 ) -> None:
     """Serve the HTTP intake API (uvicorn) for ERPs: POST /v1/invoices and reads."""
+    ensure_port_free(host, port)
     from worker.api import create_api
     from worker.api.server import serve as run_server
     from worker.logging import configure_logging
@@ -74,6 +75,8 @@ def list_(
 ) -> None:
     """List keys: id, name, prefix, empresaRefIds, dates. Never the secrets."""
     import json
+
+    from rich.table import Table
 
     from worker.api.keys import list_keys
 

@@ -1,18 +1,27 @@
-"""What every command needs, built once and only when used."""
+"""What every command needs, built once and only when used.
+
+Importing this module is cheap: the settings, the database engine and the Celery app are
+imported and built on first use, so `billing --help` never loads SQLAlchemy or Celery. A
+fault while building them (invalid settings, a bad database URL) rises to the `billing`
+group, which prints it as one line (worker/cli/errors.py).
+"""
 
 from __future__ import annotations
 
 import getpass
 import sys
 from functools import cached_property
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from celery import Celery
 from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from worker.settings import Settings, get_settings
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from worker.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,11 +30,9 @@ err_console = Console(stderr=True)
 class Context:
     @cached_property
     def settings(self) -> Settings:
-        try:
-            return get_settings()
-        except Exception as exc:  # pydantic names the bad variable; show it without a trace
-            err_console.print(f"[red]configuration error:[/red] {exc}")
-            raise typer.Exit(2) from None
+        from worker.settings import get_settings
+
+        return get_settings()
 
     @cached_property
     def engine(self) -> Engine:
@@ -53,7 +60,7 @@ def current_actor() -> str:
         return "unknown"
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 

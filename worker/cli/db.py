@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from worker.cli.context import Context, console
-from worker.settings import mask_url_password
 
 app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -14,6 +13,7 @@ app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Create or migrate the schema to the latest revision."""
     from worker.db.migrate import upgrade as run_upgrade
+    from worker.settings import mask_url_password
 
     url = Context().settings.database_url
     run_upgrade(url, revision)

@@ -7,19 +7,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from worker.cli.context import Context, console, current_actor, err_console, fail
-from worker.invoices.intake import (
-    InvoiceConflict,
-    InvoiceRefused,
-    ItemResult,
-    Publish,
-    Submission,
-    submit_many,
-)
+
+if TYPE_CHECKING:
+    from worker.invoices.intake import ItemResult, Publish
 
 REFUSED = ("refused", "conflict", "error")
 BATCH = 100  # invoices per intake transaction
@@ -53,15 +48,24 @@ def enqueue(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per invoice on stdout."),
 ) -> None:
     """Validate, store and queue invoices. Exit code 1 if any was refused."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     items = list(_items(files or [], empresa, reference, pedidoga, manifest))
     if not items:
         fail("nothing to enqueue: give XML files or --manifest", code=2)
     ctx = Context()
     _require_schema(ctx)
     app = ctx.celery
-    from worker.celery_app import publish_stamp
+    from worker.celery_app import STAMP_TASK
+    from worker.doorbell import bell_for
 
-    publish = lambda invoice_id: publish_stamp(app, invoice_id)  # noqa: E731
+    publish = bell_for(app, STAMP_TASK)
     refused = 0
     show_progress = len(items) > 1 and not as_json
     with Progress(
@@ -94,6 +98,8 @@ def _submit_chunk(
     ctx: Context, chunk: list[Item], replace: bool, reason: str | None, publish: Publish
 ) -> list[dict[str, object]]:
     """Read the files and submit them together; one result line per item, in order."""
+    from worker.invoices.intake import Submission, submit_many
+
     lines: list[dict[str, object] | None] = [None] * len(chunk)
     readable: list[tuple[int, Submission]] = []
     for i, item in enumerate(chunk):
@@ -115,6 +121,8 @@ def _submit_chunk(
 
 
 def _line(item: Item, result: ItemResult) -> dict[str, object]:
+    from worker.invoices.intake import InvoiceConflict, InvoiceRefused
+
     base: dict[str, object] = {"source": item.source, "reference": item.reference}
     if isinstance(result, InvoiceRefused):
         return {**base, "status": "refused", "reason": result.reason, "message": result.message}

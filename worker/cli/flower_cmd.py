@@ -9,15 +9,8 @@ from typing import Annotated
 import typer
 
 from worker.cli.context import Context, err_console, fail
-from worker.logging import configure_logging
-from worker.ops.flower import (
-    DEFAULT_ADDRESS,
-    DEFAULT_PORT,
-    FlowerConfigError,
-    flower_argv,
-    flower_env,
-    is_loopback,
-)
+from worker.cli.preflight import ensure_port_free
+from worker.ops.flower import DEFAULT_ADDRESS, DEFAULT_PORT
 
 
 def flower(
@@ -32,6 +25,14 @@ def flower(
     command line. Flower is a view: reprocess and resend from the database (`billing
     reprocess`, `billing resend`), not with Flower's retry/revoke.
     """
+    from worker.logging import configure_logging
+    from worker.ops.flower import (
+        FlowerConfigError,
+        flower_argv,
+        flower_env,
+        is_loopback,
+    )
+
     ctx = Context()
     configure_logging(ctx.settings)
     try:
@@ -42,6 +43,7 @@ def flower(
     if not is_loopback(address):
         err_console.print(f"[yellow]warning:[/yellow] Flower on {address}: its /metrics and "
                           "/healthcheck answer without authentication")
+    ensure_port_free(address, port, "--port/--address")
     argv = flower_argv(address=address, port=port)
     err_console.print(f"Flower on http://{address}:{port} (user {ctx.settings.flower_user})",
                       markup=False)

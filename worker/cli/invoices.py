@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from worker.cli import options as opt
 from worker.cli.context import Context, console, fail
 from worker.cli.output import age, cell, dumps, state_text, when
-from worker.db.models import utcnow
-from worker.logging import configure_logging
-from worker.ops.queries import (
-    AmbiguousReference,
-    InvoiceNotFound,
-    count_invoices,
-    find_invoice,
-    invoice_detail,
-    list_invoices,
-    stamped_xml,
-)
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="Find invoices and see everything about one.", no_args_is_help=True)
 
 
 def _context() -> Context:
+    from worker.logging import configure_logging
+
     ctx = Context()
     configure_logging(ctx.settings)
     opt.require_schema(ctx.engine)
@@ -53,6 +43,12 @@ def list_(
     as_json: opt.Json = False,
 ) -> None:
     """List invoices, newest first (by --by time), with filters and paging."""
+    from rich import box
+    from rich.table import Table
+
+    from worker.db.models import utcnow
+    from worker.ops.queries import count_invoices, list_invoices
+
     ctx = _context()
     now = utcnow()
     flt = opt.invoice_filter(now=now, states=state, empresa=empresa, reference=reference,
@@ -91,6 +87,14 @@ def show(
     as_json: opt.Json = False,
 ) -> None:
     """Everything about one invoice: state and times, Finkok calls, SIF notifications, errors."""
+    from worker.ops.queries import (
+        AmbiguousReference,
+        InvoiceNotFound,
+        find_invoice,
+        invoice_detail,
+        stamped_xml,
+    )
+
     ctx = _context()
     with ctx.sessions() as session:
         try:
@@ -118,6 +122,8 @@ def show(
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -127,6 +133,12 @@ def _kv(rows: list[tuple[str, Any]]) -> Table:
 
 
 def _print_detail(d: dict[str, Any]) -> None:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from worker.db.models import utcnow
+
     now = utcnow()
     lease = (f"{d['lease_owner']} until {when(d['lease_expires_at'], now)}"
              if d["lease_owner"] else None)

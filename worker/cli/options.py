@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from worker.cli.context import fail
-from worker.ops.filters import FilterError, InvoiceFilter, NotificationFilter
+
+if TYPE_CHECKING:
+    from worker.ops.filters import InvoiceFilter, NotificationFilter
 
 WHEN = ("an ISO date/time (2026-11-20, 2026-11-20T08:00; UTC unless an offset is given) "
         "or a duration back from now (30m, 6h, 2d, 1w)")
@@ -39,6 +41,8 @@ def invoice_filter(
     emisor: str | None, receptor: str | None, code: str | None, since: str | None,
     until: str | None, by: str,
 ) -> InvoiceFilter:
+    from worker.ops.filters import FilterError, InvoiceFilter
+
     try:
         return InvoiceFilter.parse(
             states=states, empresa=empresa, reference=reference, emisor=emisor,
@@ -53,6 +57,8 @@ def notification_filter(
     *, now: datetime, states: list[str] | None, results: list[str] | None, status: str | None,
     empresa: str | None, since: str | None, until: str | None,
 ) -> NotificationFilter:
+    from worker.ops.filters import FilterError, NotificationFilter
+
     try:
         return NotificationFilter.parse(states=states, results=results, status=status,
                                         empresa=empresa, since=since, until=until, now=now)

@@ -8,8 +8,6 @@ from typing import Any
 
 from rich.text import Text
 
-from worker.ops.queries import jsonable
-
 STATE_STYLES = {
     "stamped": "green", "delivered": "green", "pending": "cyan", "received": "white",
     "queued": "white", "stamping": "blue", "sending": "blue", "retry_wait": "yellow",
@@ -52,4 +50,6 @@ def state_text(state: str | None) -> Text:
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
+    from worker.ops.queries import jsonable
+
     return json.dumps(value, default=jsonable, indent=indent, ensure_ascii=False)

@@ -11,37 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from worker.cli import options as opt
 from worker.cli.context import Context, console, current_actor, err_console, fail
 from worker.cli.output import cell, dumps, state_text
-from worker.db.models import utcnow
-from worker.db.states import InvoiceState, NotificationState
-from worker.logging import configure_logging
-from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
-from worker.ops.reprocess import (
-    ActionResult,
-    Plan,
-    plan_replace_xml,
-    plan_reprocess_filter,
-    plan_reprocess_keys,
-    plan_resend_filter,
-    plan_resend_keys,
-    replace_xml,
-    reprocess_many,
-    resend_many,
-)
+
+if TYPE_CHECKING:
+    from worker.ops.reprocess import ActionResult, Plan
 
 log = logging.getLogger("worker.cli.repair")
 
@@ -51,6 +30,8 @@ SWEEPER_NOTE = ("the broker did not take {n} message(s); the rows are committed 
 
 
 def _context() -> Context:
+    from worker.logging import configure_logging
+
     ctx = Context()
     configure_logging(ctx.settings)
     opt.require_schema(ctx.engine)
@@ -72,6 +53,9 @@ def reprocess(
     replace_xml_file: Annotated[Path | None, typer.Option(
         "--replace-xml", help="A corrected, re-sealed CFDI for ONE rejected/failed invoice.",
         show_default=False, exists=True, dir_okay=False)] = None,
+    same_xml: Annotated[bool, typer.Option(
+        "--same-xml", help="Send a rejected invoice's XML again as it is (when the cause was "
+        "fixed elsewhere, e.g. the receptor's data at SAT).")] = False,
     reason: opt.Reason = "",
     dry_run: opt.DryRun = False,
     yes: opt.Yes = False,
@@ -81,39 +65,58 @@ def reprocess(
 
     Name invoices, or select them with filters (without --state: rejected and failed).
     Attempts are reset, errors cleared; if the last Finkok call went unanswered the
-    pipeline asks Finkok `stamped` before it may stamp.
+    pipeline asks Finkok `stamped` before it may stamp. A rejected invoice (fiscal-data or
+    permanent refusal) needs a corrected XML (--replace-xml) or --same-xml. A reprocess
+    needs --reason (the audit log requires one).
     """
+    from worker.db.models import utcnow
+    from worker.db.states import InvoiceState
+    from worker.ops.reprocess import (
+        plan_reprocess_filter,
+        plan_reprocess_keys,
+        reprocess_many,
+    )
+
     has_filter = any((state, empresa and not keys, reference, emisor, receptor, code, since, until))
     if not keys and not has_filter:
         fail("name invoices, or select them with a filter (--state, --code, --since...)", code=2)
     if keys and has_filter:
         fail("give invoice ids or filters, not both (--empresa may narrow references)", code=2)
+    if replace_xml_file is not None and same_xml:
+        fail("--replace-xml and --same-xml exclude each other", code=2)
+    if not dry_run and not reason.strip():
+        fail("a reprocess needs --reason: it is recorded in the audit log", code=2)
     ctx = _context()
     if replace_xml_file is not None:
         _reprocess_with_xml(ctx, keys or [], empresa, replace_xml_file, reason, dry_run, as_json)
         return
     with ctx.sessions() as session:
         if keys:
-            plans = plan_reprocess_keys(session, keys, empresa=empresa)
+            plans = plan_reprocess_keys(session, keys, empresa=empresa, same_xml=same_xml)
         else:
             flt = opt.invoice_filter(
                 now=utcnow(), states=state or [InvoiceState.REJECTED, InvoiceState.FAILED],
                 empresa=empresa, reference=reference, emisor=emisor, receptor=receptor,
                 code=code, since=since, until=until, by=by,
             )
-            plans = plan_reprocess_filter(session, flt)
+            plans = plan_reprocess_filter(session, flt, same_xml=same_xml)
     app = ctx.celery
-    from worker.celery_app import publish_stamp
+    from worker.celery_app import STAMP_TASK
+    from worker.doorbell import bell_for
 
     _run("reprocess", plans, dry_run=dry_run, yes=yes, as_json=as_json,
          act=lambda ids, progress: reprocess_many(
              ctx.sessions, ids, actor=current_actor(), reason=reason,
-             publish=lambda invoice_id: publish_stamp(app, invoice_id), progress=progress),
+             publish=bell_for(app, STAMP_TASK), progress=progress,
+             same_xml=same_xml),
          ids_of=lambda p: p.invoice_id, reason=reason)
 
 
 def _reprocess_with_xml(ctx: Context, keys: list[str], empresa: str | None, path: Path,
                         reason: str, dry_run: bool, as_json: bool) -> None:
+    from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
+    from worker.ops.reprocess import plan_replace_xml, replace_xml
+
     if len(keys) != 1:
         fail("--replace-xml names exactly one invoice", code=2)
     data = path.read_bytes()
@@ -131,12 +134,13 @@ def _reprocess_with_xml(ctx: Context, keys: list[str], empresa: str | None, path
             raise typer.Exit(1)
         return
     app = ctx.celery
-    from worker.celery_app import publish_stamp
+    from worker.celery_app import STAMP_TASK
+    from worker.doorbell import bell_for
 
     result = replace_xml(
         ctx.sessions, plan.invoice_id or "", data, actor=current_actor(), reason=reason,
         max_xml_bytes=ctx.settings.max_xml_bytes,
-        publish=lambda invoice_id: publish_stamp(app, invoice_id),
+        publish=bell_for(app, STAMP_TASK),
     )
     _report([result], as_json=as_json, action="reprocess", reason=reason)
 
@@ -166,6 +170,10 @@ def resend(
     Only an invoice's latest notification is resent, and a NOK only while the invoice is
     still rejected/failed. A resend needs --reason (the audit log requires one).
     """
+    from worker.db.models import utcnow
+    from worker.db.states import NotificationState
+    from worker.ops.reprocess import plan_resend_filter, plan_resend_keys, resend_many
+
     has_filter = any((state, result, status, empresa, since, until))
     if not keys and not has_filter:
         fail("name notifications or invoices, or select with a filter (--result, --state...)",
@@ -185,12 +193,13 @@ def resend(
             )
             plans = plan_resend_filter(session, flt)
     app = ctx.celery
-    from worker.celery_app import publish_notify
+    from worker.celery_app import NOTIFY_TASK
+    from worker.doorbell import bell_for
 
     _run("resend", plans, dry_run=dry_run, yes=yes, as_json=as_json,
          act=lambda ids, progress: resend_many(
              ctx.sessions, ids, actor=current_actor(), reason=reason,
-             publish=lambda notification_id: publish_notify(app, notification_id),
+             publish=bell_for(app, NOTIFY_TASK),
              progress=progress),
          ids_of=lambda p: p.notification_id, reason=reason)
 
@@ -206,6 +215,16 @@ def _run(
     ids_of: Callable[[Plan], str | None],
     reason: str,
 ) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from worker.ops.reprocess import ActionResult
+
     changing = [p for p in plans if p.will_change]
     refused = [p for p in plans if not p.will_change]
     if not plans:
@@ -230,6 +249,8 @@ def _run(
 
 
 def _show_plans(plans: list[Plan], *, as_json: bool, dry_run: bool) -> None:
+    from rich.table import Table
+
     if as_json:
         for p in plans:
             typer.echo(dumps({**p.as_dict(), "dry_run": dry_run}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
 from worker.cli.context import Context, console
 
@@ -14,6 +13,8 @@ def show_config(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Print the effective settings (secrets masked)."""
+    from rich.table import Table
+
     values = Context().settings.masked()
     if as_json:
         typer.echo(json.dumps(values, indent=2, default=str))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from worker.cli import options as opt
 from worker.cli.context import Context, console, fail
 from worker.cli.output import age, cell, dumps, state_text
-from worker.logging import configure_logging
-from worker.ops.filters import FilterError, parse_duration_s
-from worker.ops.stats import Stats, compute_stats
+
+if TYPE_CHECKING:
+    from worker.ops.stats import Stats
 
 
 def stats(
@@ -21,6 +20,10 @@ def stats(
     as_json: opt.Json = False,
 ) -> None:
     """Counts per state, oldest waiting rows, Finkok failures, SIF answers, stamps/min."""
+    from worker.logging import configure_logging
+    from worker.ops.filters import FilterError, parse_duration_s
+    from worker.ops.stats import compute_stats
+
     try:
         window_s = parse_duration_s(window)
     except FilterError as exc:
@@ -38,6 +41,8 @@ def stats(
 
 
 def _print(s: Stats, window: str) -> None:
+    from rich.table import Table
+
     states = Table("invoices", "count", "oldest", "id", title="invoices")
     for state, n in s.invoices.items():
         oldest = s.oldest_invoice.get(state)

@@ -23,7 +23,18 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Row, Update, and_, case, false, insert, or_, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Update,
+    and_,
+    case,
+    false,
+    insert,
+    or_,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from worker.db.models import Invoice, Notification, new_id, utcnow

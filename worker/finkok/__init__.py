@@ -11,7 +11,12 @@ from worker.finkok.errors import (
     Kind,
     classify,
 )
-from worker.finkok.results import Incidencia, QueryPendingResult, StampResult, stamp_result_kind
+from worker.finkok.results import (
+    Incidencia,
+    QueryPendingResult,
+    StampResult,
+    stamp_result_kind,
+)
 
 __all__ = [
     "CancelFolio",

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,9 +28,12 @@ from worker.db.models import AuditLog, Invoice, new_id, utcnow
 from worker.db.states import INVOICE_EDGES, InvoiceState, can
 from worker.invoices.validation import InvoiceRefused, check_cfdi, check_ids
 
+if TYPE_CHECKING:
+    # rings the row's task after the commit; never raises
+    from worker.doorbell import Bell as Publish
+
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str], None]
 DEFAULT_MAX_XML_BYTES = 2 * 1024 * 1024
 
 
@@ -130,7 +133,7 @@ def submit_many(
 
     done: list[ItemResult] = [r for r in results if r is not None]
     assert len(done) == len(items)
-    return [_publish(r, publish) for r in done]
+    return [_publish(r, item.reference, publish) for r, item in zip(done, items, strict=True)]
 
 
 def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
@@ -257,19 +260,13 @@ def _resubmit(
     return SubmitResult(existing.id, "replaced", InvoiceState.RECEIVED, published=False)
 
 
-def _publish(result: ItemResult, publish: Publish | None) -> ItemResult:
+def _publish(result: ItemResult, reference: str, publish: Publish | None) -> ItemResult:
+    """Ring the committed row's doorbell; a ring the broker refused is left to the sweeper
+    (the row is committed and due), and the result says it was not published."""
     if not isinstance(result, SubmitResult) or result.outcome == "existing" or publish is None:
         return result
-    try:
-        publish(result.invoice_id)
-    except Exception as exc:  # the row is committed and due: the sweeper will publish it
-        log.warning(
-            "publish failed, the sweeper will retry: %s",
-            type(exc).__name__,
-            extra={"invoice_id": result.invoice_id},
-        )
-        return result
-    return SubmitResult(result.invoice_id, result.outcome, result.state, published=True)
+    rang = publish(result.invoice_id, reference=reference)
+    return SubmitResult(result.invoice_id, result.outcome, result.state, published=rang)
 
 
 __all__ = [

@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from worker.settings import Settings
+if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the CLI
+    from worker.settings import Settings
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5555

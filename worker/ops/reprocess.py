@@ -9,7 +9,10 @@ Reprocess never stamps: it moves a ``rejected``/``failed`` invoice back to ``rec
 (attempts reset, due now, errors cleared) and the pipeline takes it from there. It keeps
 ``must_check_stamped``: if the last Finkok call went unanswered, the pipeline asks
 ``stamped`` before it may ``stamp``, so a stamp Finkok holds is recovered, not doubled.
-``stamped`` and ``pending`` invoices hold a stamp and are refused.
+``stamped`` and ``pending`` invoices hold a stamp and are refused. A ``rejected`` invoice
+(a fiscal-data or permanent refusal: the document itself must change) is refused unless
+the caller replaces its XML or says the same XML on purpose (:func:`same_xml_refusal`).
+Every reprocess records a reason.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, Notification, utcnow
-from worker.invoices.intake import InvoiceConflict, submit
-from worker.ops.resend import ResendError, enqueue_resend
 from worker.db.states import (
     INVOICE_EDGES,
     NOTIFICATION_EDGES,
@@ -35,6 +36,7 @@ from worker.db.states import (
     NotificationState,
     can,
 )
+from worker.invoices.intake import InvoiceConflict, submit
 from worker.invoices.validation import InvoiceRefused, check_cfdi
 from worker.ops.filters import (
     InvoiceFilter,
@@ -44,11 +46,16 @@ from worker.ops.filters import (
     invoice_time_column,
 )
 from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
+from worker.ops.resend import ResendError, enqueue_resend
+
+if TYPE_CHECKING:
+    # rings the row's task after the commit; never raises
+    from worker.doorbell import Bell as Publish
 
 log = logging.getLogger(__name__)
 
 REPROCESS_ACTION = "reprocess"
-Publish = Callable[[str], None]
+NO_REASON = "refused: a reprocess needs a reason (--reason): it is recorded in the audit log"
 Progress = Callable[["ActionResult"], None]
 
 S = InvoiceState
@@ -94,10 +101,33 @@ class ActionResult:
 # --- reprocess ------------------------------------------------------------------------------
 
 
-def plan_reprocess(invoice: Invoice, key: str | None = None) -> Plan:
+def same_xml_refusal(invoice: Invoice) -> str | None:
+    """Why sending this invoice's current XML to Finkok again is pointless, or None.
+
+    A ``rejected`` invoice was refused for the document itself (fiscal data that does not
+    match SAT, CFDI40143-40161, or another permanent refusal): the same bytes get the same
+    answer, so it needs a corrected XML (``--replace-xml``), or ``--same-xml`` when the
+    operator knows the cause was fixed elsewhere (e.g. the receptor updated SAT's records).
+    A ``failed`` invoice (an account fault, exhausted transients, an unanswered call) may
+    be retried with the same XML: nothing in the document was wrong.
+    """
+    if invoice.state != S.REJECTED:
+        return None
+    codes = ", ".join(str(e.get("code")) for e in invoice.errors or [] if e.get("code"))
+    why = f"{invoice.error_kind or 'permanent'}{f': {codes}' if codes else ''}"
+    return (f"refused: rejected ({why}): the document must change; give a corrected, re-sealed "
+            "XML with --replace-xml FILE, or --same-xml to send the same XML again")
+
+
+def plan_reprocess(invoice: Invoice, key: str | None = None, *, same_xml: bool = False) -> Plan:
+    """What reprocessing would do; ``same_xml``: the operator accepts resending a rejected
+    invoice's XML as it is (a replace-XML plan passes True: its XML is about to change)."""
     key = key or invoice.id
     base = Plan(key, False, "", invoice.id, None, invoice.reference, invoice.state)
     state = invoice.state
+    refusal = None if same_xml else same_xml_refusal(invoice)
+    if refusal is not None:
+        return replace(base, note=refusal)
     if can(REPROCESS, state):
         note = f"{state} -> received: attempts reset, next attempt now, errors cleared"
         if invoice.must_check_stamped:
@@ -113,7 +143,8 @@ def plan_reprocess(invoice: Invoice, key: str | None = None) -> Plan:
     return replace(base, note=note)
 
 
-def plan_reprocess_keys(session: Session, keys: Iterable[str], *, empresa: str | None = None) -> list[Plan]:
+def plan_reprocess_keys(session: Session, keys: Iterable[str], *, empresa: str | None = None,
+                        same_xml: bool = False) -> list[Plan]:
     """Plans for invoices named by id, SAT UUID or reference (a missing one is a refusal)."""
     plans, seen = [], set()
     for key in keys:
@@ -124,30 +155,38 @@ def plan_reprocess_keys(session: Session, keys: Iterable[str], *, empresa: str |
             continue
         if invoice.id not in seen:  # named twice (id and reference): one plan
             seen.add(invoice.id)
-            plans.append(plan_reprocess(invoice, key))
+            plans.append(plan_reprocess(invoice, key, same_xml=same_xml))
     return plans
 
 
-def plan_reprocess_filter(session: Session, flt: InvoiceFilter) -> list[Plan]:
+def plan_reprocess_filter(session: Session, flt: InvoiceFilter, *,
+                          same_xml: bool = False) -> list[Plan]:
     """Plans for every invoice matching the filter, oldest first (XML columns not loaded)."""
     stmt = apply_invoice_filter(
         select(Invoice).options(defer(Invoice.xml), defer(Invoice.stamped_xml)),
         flt, session.get_bind().dialect.name,
     )
     column = invoice_time_column(flt.by)
-    return [plan_reprocess(inv) for inv in session.scalars(stmt.order_by(column, Invoice.id))]
+    return [plan_reprocess(inv, same_xml=same_xml)
+            for inv in session.scalars(stmt.order_by(column, Invoice.id))]
 
 
 def reprocess_invoice(
-    session: Session, invoice_id: str, *, actor: str, reason: str, now: datetime | None = None
+    session: Session, invoice_id: str, *, actor: str, reason: str, now: datetime | None = None,
+    same_xml: bool = False,
 ) -> ActionResult:
-    """Move one rejected/failed invoice back to received, with its audit row (caller commits)."""
+    """Move one rejected/failed invoice back to received, with its audit row (caller commits).
+    Refused without a reason (the audit log records why) and, for a rejected invoice,
+    without ``same_xml``."""
     now = now or utcnow()
+    if not reason.strip():
+        plan = Plan(invoice_id, False, NO_REASON, invoice_id)
+        return ActionResult(plan, False, NO_REASON)
     invoice = session.get(Invoice, invoice_id, populate_existing=True)
     if invoice is None:
         return ActionResult(Plan(invoice_id, False, "refused: no such invoice"), False,
                             "refused: no such invoice")
-    plan = plan_reprocess(invoice)
+    plan = plan_reprocess(invoice, same_xml=same_xml)
     if not plan.will_change:
         return ActionResult(plan, False, plan.note)
     old = {
@@ -175,12 +214,13 @@ def reprocess_many(
     reason: str,
     publish: Publish | None,
     progress: Progress | None = None,
+    same_xml: bool = False,
 ) -> list[ActionResult]:
     """One transaction per invoice, then its stamp doorbell."""
     return _each_then_ring(
         sessions, invoice_ids,
         lambda session, invoice_id: reprocess_invoice(session, invoice_id, actor=actor,
-                                                      reason=reason),
+                                                      reason=reason, same_xml=same_xml),
         publish, progress,
     )
 
@@ -188,7 +228,7 @@ def reprocess_many(
 def plan_replace_xml(session: Session, invoice: Invoice, xml: bytes, *, max_xml_bytes: int,
                      key: str | None = None) -> Plan:
     """Would this corrected XML replace the invoice's and send it back to stamping?"""
-    plan = plan_reprocess(invoice, key)
+    plan = plan_reprocess(invoice, key, same_xml=True)  # the XML changes: a rejection may go
     if not plan.will_change:
         return plan
     if invoice.must_check_stamped:
@@ -365,12 +405,8 @@ def _resend_one(session: Session, notification_id: str, *, actor: str, reason: s
 def _ring(result: ActionResult, row_id: str, publish: Publish | None) -> ActionResult:
     if publish is None:
         return result
-    try:
-        publish(row_id)
-    except Exception as exc:  # committed and due: the sweeper publishes it
-        log.warning("publish failed, the sweeper will ring it: %s", type(exc).__name__,
-                    extra={"row_id": row_id})
-        return replace(result, published=False, message=result.message
-                       + f"; the broker refused the message ({type(exc).__name__}), "
-                         "the sweeper will ring it")
-    return replace(result, published=True)
+    if publish(row_id, reference=result.plan.reference):
+        return replace(result, published=True)
+    # committed and due: the sweeper rings it
+    return replace(result, published=False, message=result.message
+                   + "; the broker refused the message, the sweeper will ring it")

@@ -24,7 +24,14 @@ from worker.sandbox.finkok.config import SandboxConfig
 from worker.sandbox.finkok.documents import Refusal, decode_b64, read
 from worker.sandbox.finkok.ledger import Ledger
 from worker.sandbox.finkok.stamping import Outcome, StampDesk, incidencia
-from worker.sandbox.finkok.wire import BadRequest, Node, Request, parse_request, render_fault, render_response
+from worker.sandbox.finkok.wire import (
+    BadRequest,
+    Node,
+    Request,
+    parse_request,
+    render_fault,
+    render_response,
+)
 
 log = logging.getLogger(__name__)
 
