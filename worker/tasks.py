@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
     NOTIFY_TASK,
+    POLL_CREDITS_TASK,
     POLL_PENDING_TASK,
     STAMP_TASK,
     SWEEP_TASK,
@@ -167,6 +168,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         with r.sessions.begin() as session:
             due = ring_due(session, utcnow(), grace_s=SWEEP_GRACE_S,
                            rering_after_s=settings.sweep_rering_after_s)
+        _heartbeat(r, "sweep", settings.sweep_interval_s)  # metrics/health: the beat is alive
         # A swept doorbell that waits in the queue past the next re-ring is dropped unrun.
         expires = settings.sweep_rering_after_s
         for invoice_id in due.invoices:
@@ -178,6 +180,14 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
                      len(due.invoices), len(due.notifications))
         return len(due.invoices) + len(due.notifications)
 
+    @app.task(name=POLL_CREDITS_TASK, shared=False)
+    def poll_credits() -> int:
+        """Finkok's report_credit for each RFC, stored for metrics and health (worker.ops.credits)."""
+        from worker.ops.credits import poll_credits as run
+
+        r = resources()
+        return len(run(r.sessions, r.finkok, settings))
+
     app.conf.beat_schedule = {
         "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s,
                   "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.sweep_interval_s}},
@@ -185,6 +195,9 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
                          "schedule": min(settings.pending_poll_interval_s, 60.0),
                          "options": {"queue": MAINTENANCE_QUEUE,
                                      "expires": settings.pending_poll_interval_s}},
+        "poll-credits": {"task": POLL_CREDITS_TASK, "schedule": settings.credits_poll_interval_s,
+                         "options": {"queue": MAINTENANCE_QUEUE,
+                                     "expires": settings.credits_poll_interval_s}},
     }
     return app
 
@@ -202,6 +215,16 @@ def warm_up() -> None:
 
     services.document("stamp")
     tls_context()  # the SIF client's CA bundle, loaded once for all children
+
+
+def _heartbeat(r: Resources, name: str, interval_s: float) -> None:
+    """Record that a periodic job ran (worker.ops.heartbeats); a failure only logs."""
+    from worker.ops.heartbeats import record
+
+    try:
+        record(r.sessions, name, interval_s=interval_s)
+    except Exception as exc:
+        log.warning("heartbeat %s not recorded: %s", name, type(exc).__name__)
 
 
 def _publish(send: object) -> None:
