@@ -6,6 +6,7 @@ import typer
 
 from worker.cli import api, db, enqueue, run, settings_cmd
 from worker.cli import flower_cmd, invoices, repair, stats_cmd
+from worker.cli import health_cmd, metrics_cmd
 
 app = typer.Typer(
     name="billing",
@@ -27,3 +28,5 @@ app.command("reprocess")(repair.reprocess)
 app.command("resend")(repair.resend)
 app.command("stats")(stats_cmd.stats)
 app.command("flower")(flower_cmd.flower)
+app.command("metrics")(metrics_cmd.metrics)
+app.command("health")(health_cmd.health)
