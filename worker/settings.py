@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     notify_backoff_max_s: float = Field(900.0, gt=0)
     notify_404_window_s: float = Field(6 * 3600.0, gt=0)
 
+    # --- monitoring (metrics, alerts, `billing health`) ---------------------------------
+    # How often the beat asks Finkok's report_credit for each RFC of credits_rfcs.
+    credits_poll_interval_s: float = Field(900.0, gt=0)
+    # Emisor RFCs whose credits to poll, comma-separated. Empty: the emisor RFCs of the
+    # invoices created in the last 30 days (at most 20).
+    credits_rfcs: str = ""
+    # `billing health` fails when an RFC's last credit reading is below this.
+    credits_min: int = Field(100, ge=0)
+    # The beat counts as down after this many sweep intervals without a sweep.
+    beat_stale_intervals: float = Field(4.0, gt=1)
+
     # --- operations -------------------------------------------------------------------
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr("change-me")
@@ -187,6 +198,16 @@ class Settings(BaseSettings):
             "BILLING_FINKOK_ENVIRONMENT",
             f"BILLING_FINKOK_ENVIRONMENT={env!r}: expected sandbox, demo, production or a URL",
         )
+
+    @property
+    def credits_rfc_list(self) -> list[str]:
+        """``credits_rfcs`` as upper-case RFCs, in order, without repeats."""
+        out: list[str] = []
+        for item in self.credits_rfcs.split(","):
+            rfc = item.strip().upper()
+            if rfc and rfc not in out:
+                out.append(rfc)
+        return out
 
     def masked(self) -> dict[str, Any]:
         """Every setting as printable values, secrets replaced by '********'."""

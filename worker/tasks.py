@@ -24,6 +24,7 @@ from worker import doorbell
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
     NOTIFY_TASK,
+    POLL_CREDITS_TASK,
     POLL_PENDING_TASK,
     STAMP_TASK,
     SWEEP_TASK,
@@ -96,11 +97,31 @@ def sweep(self: Task[Any, Any]) -> int:
     with r.sessions.begin() as session:
         due = ring_due(session, utcnow(), grace_s=SWEEP_GRACE_S,
                        rering_after_s=r.settings.sweep_rering_after_s)
+    _heartbeat(r, "sweep", r.settings.sweep_interval_s)  # metrics/health: the beat is alive
     doorbell.ring_all(self.app, due.follow_ups(expires=r.settings.sweep_rering_after_s))
     if due.invoices or due.notifications:
         log.info("sweep: rang %d invoices, %d notifications",
                  len(due.invoices), len(due.notifications))
     return len(due.invoices) + len(due.notifications)
+
+
+@shared_task(name=POLL_CREDITS_TASK, bind=True)
+def poll_credits(self: Task[Any, Any]) -> int:
+    """Finkok's report_credit for each RFC, stored for metrics and health (worker.ops.credits)."""
+    from worker.ops.credits import poll_credits as run
+
+    r = resources(self.app)
+    return len(run(r.sessions, r.finkok, r.settings))
+
+
+def _heartbeat(r: Resources, name: str, interval_s: float) -> None:
+    """Record that a periodic job ran (worker.ops.heartbeats); a failure only logs."""
+    from worker.ops.heartbeats import record
+
+    try:
+        record(r.sessions, name, interval_s=interval_s)
+    except Exception as exc:
+        log.warning("heartbeat %s not recorded: %s", name, type(exc).__name__)
 
 
 def create_worker_app(settings: Settings | None = None) -> Celery:
@@ -133,6 +154,9 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
                          "schedule": min(settings.pending_poll_interval_s, 60.0),
                          "options": {"queue": MAINTENANCE_QUEUE,
                                      "expires": settings.pending_poll_interval_s}},
+        "poll-credits": {"task": POLL_CREDITS_TASK, "schedule": settings.credits_poll_interval_s,
+                         "options": {"queue": MAINTENANCE_QUEUE,
+                                     "expires": settings.credits_poll_interval_s}},
     }
     app.finalize(auto=True)  # binds the shared tasks above to this app
     return app

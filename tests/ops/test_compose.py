@@ -92,6 +92,12 @@ def test_health_checks_and_start_order(compose: dict[str, Any]) -> None:
     assert services["flower"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    health = {name: " ".join(services[name]["healthcheck"]["test"])
+              for name in ("worker", "beat", "api")}
+    assert "billing health --only database,broker,workers" in health["worker"]
+    assert "billing health --only database,broker,beat" in health["beat"]
+    assert "billing health --only database,broker" in health["api"]
+    assert not any(word in text for text in health.values() for word in ("finkok", "sif"))
 
 
 def test_flower_and_api_only_on_loopback(compose: dict[str, Any]) -> None:

@@ -9,7 +9,9 @@ from worker.cli import (
     db,
     enqueue,
     flower_cmd,
+    health_cmd,
     invoices,
+    metrics_cmd,
     repair,
     run,
     settings_cmd,
@@ -41,3 +43,5 @@ app.command("reprocess")(repair.reprocess)
 app.command("resend")(repair.resend)
 app.command("stats")(stats_cmd.stats)
 app.command("flower")(flower_cmd.flower)
+app.command("metrics")(metrics_cmd.metrics)
+app.command("health")(health_cmd.health)

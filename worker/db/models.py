@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -258,3 +259,33 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Heartbeat(Base):
+    """When a periodic job last ran (``sweep``, ``poll_credits``), and how often it means to.
+
+    One row per job, overwritten each run. Metrics, alerts and ``billing health`` call a job
+    dead when its row is older than a few ``interval_s``.
+    """
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    interval_s: Mapped[float | None] = mapped_column(Float)
+
+
+class FinkokCredit(Base):
+    """The last ``report_credit`` reading for one emisor RFC (the beat's ``poll_credits``).
+
+    ``credits`` is None when Finkok reported no figure (an on-demand account) or the call
+    failed (``error`` says why, never a secret).
+    """
+
+    __tablename__ = "finkok_credits"
+
+    taxpayer_id: Mapped[str] = mapped_column(String(13), primary_key=True)
+    credits: Mapped[int | None] = mapped_column(Integer)
+    reported_at: Mapped[str | None] = mapped_column(String(32))  # Finkok's own date text
+    polled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
