@@ -121,6 +121,20 @@ class Settings(BaseSettings):
     # says the CFDI reached SAT (status F).
     sif_ok_at: Literal["stamp", "sat"] = "stamp"
 
+    # --- outages: breakers and SAT's window (worker/db/breakers.py, invoices/holds.py) ---
+    # An open breaker is probed with one real call after this long, then on a doubling
+    # interval (up to 32 times this).
+    breaker_probe_s: float = Field(30.0, gt=0)
+    # This many service failures (refused, timeouts, 5xx, 708...) without a success in
+    # between, within the window, open the Finkok service breaker (or a SIF target's).
+    breaker_service_threshold: int = Field(5, ge=1)
+    breaker_service_window_s: float = Field(300.0, gt=0)
+    # Held rows released per sweep once their breaker closed (no thundering herd).
+    hold_release_per_sweep: int = Field(50, ge=1)
+    # An invoice still unstamped this long before SAT's 72-hour window closes fails with a
+    # NOK that says so (the ERP re-seals it with a new Fecha).
+    sat_window_margin_s: float = Field(3600.0, ge=0)
+
     # --- SIF --------------------------------------------------------------------------
     sif_base_url: str = "http://127.0.0.1:8702/mcs/sif"
     sif_secret: SecretStr = SecretStr("sandbox-secret")
@@ -135,6 +149,9 @@ class Settings(BaseSettings):
     notify_backoff_base_s: float = Field(5.0, gt=0)
     notify_backoff_max_s: float = Field(900.0, gt=0)
     notify_404_window_s: float = Field(6 * 3600.0, gt=0)
+    # A notification fails as exhausted only after notify_max_attempts transient failures
+    # AND this long since the first of them: a SIF outage of hours never drops an OK.
+    notify_retry_budget_s: float = Field(3 * 86400.0, ge=0)
 
     # --- monitoring (metrics, alerts, `billing health`) ---------------------------------
     # How often the beat asks Finkok's report_credit for each RFC of credits_rfcs.

@@ -91,9 +91,13 @@ def poll_pending(self: Task[Any, Any]) -> int:
 
 @shared_task(name=SWEEP_TASK, bind=True)
 def sweep(self: Task[Any, Any]) -> int:
+    from worker.invoices.holds import maintain
     from worker.invoices.sweep import ring_due
 
     r = resources(self.app)
+    with r.sessions.begin() as session:  # held rows: probes, releases, SAT's window
+        held = maintain(session, r.settings, utcnow())
+    doorbell.ring_all(self.app, held.follow_ups)
     with r.sessions.begin() as session:
         due = ring_due(session, utcnow(), grace_s=SWEEP_GRACE_S,
                        rering_after_s=r.settings.sweep_rering_after_s)

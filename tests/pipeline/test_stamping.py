@@ -91,15 +91,22 @@ def test_permanent_rejection(sessions: sessionmaker[Session], client: FinkokClie
     assert row.error_kind == "permanent" and row.errors[0]["code"] == "302"  # type: ignore[index]
 
 
-def test_account_fault_fails_without_burning_retries(
+def test_account_fault_holds_without_a_nok_or_a_burnt_attempt(
     sessions: sessionmaker[Session], client: FinkokClient, settings: Settings, finkok: FinkokSandbox
 ) -> None:
+    """702 is the emisor's setup at Finkok, not the document: held on that emisor's breaker
+    (no NOK, the attempt given back), and the next invoice of that emisor makes no call."""
     finkok.configure(rules={"URE180429TM6": "account:702"})
     invoice_id, _ = _submit(sessions)
-    assert _run(sessions, client, settings, invoice_id).state == "failed"
+    assert _run(sessions, client, settings, invoice_id).state == "held"
     row = _row(sessions, invoice_id)
-    assert (row.error_kind, row.attempts, row.errors[0]["code"]) == ("account", 1, "702")  # type: ignore[index]
-    assert [n.status for n in row.notifications] == ["NOK"]
+    assert (row.error_kind, row.attempts, row.errors[0]["code"]) == ("held", 0, "702")  # type: ignore[index]
+    assert row.hold_key == f"finkok:emisor:{row.emisor_rfc}"
+    assert row.notifications == []
+    calls = finkok.stats()["calls"].get("stamp.stamp", 0)
+    second, _ = _submit(sessions, ref="R2")
+    assert _run(sessions, client, settings, second).state == "held"
+    assert finkok.stats()["calls"].get("stamp.stamp", 0) == calls  # no call while open
 
 
 def test_307_with_xml_is_taken(sessions: sessionmaker[Session], client: FinkokClient,

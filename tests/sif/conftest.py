@@ -38,6 +38,7 @@ def make_settings(base_url: str, **overrides: Any) -> Settings:
         "sif_connect_timeout_s": 1.0,
         "sif_read_timeout_s": 2.0,
         "notify_max_attempts": 3,
+        "notify_retry_budget_s": 0.0,  # exhaustion by count alone (the budget has its own test)
         "notify_backoff_base_s": 1.0,
         "notify_backoff_max_s": 4.0,
         "notify_404_window_s": 60.0,

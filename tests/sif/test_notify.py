@@ -84,25 +84,49 @@ def test_409_means_sif_already_holds_the_ok(sessions: sessionmaker[Session], add
     assert sif.statuses(EMPRESA, "R-409") == ["OK"]
 
 
-def test_401_fails_at_once_and_loudly(sessions: sessionmaker[Session], add_nok: MakeRows,
-                                      sif: SifSandbox, caplog: pytest.LogCaptureFixture) -> None:
+def test_401_holds_the_target_at_once_and_loudly(
+    sessions: sessionmaker[Session], add_nok: MakeRows, sif: SifSandbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 401 is ours to fix, not the ERP's: the notification waits (held) and the target's
+    breaker opens, so the next notification for it is held without a PUT. When the secret
+    in the settings changes, the sweeper's maintenance closes the breaker and both are
+    delivered once."""
+    from worker.invoices.holds import maintain
+
     _, nid = add_nok(reference="R-401")
+    _, other = add_nok(reference="R-401b")
     settings = make_settings(sif.url, sif_secret="not-the-right-secret")
     with SifClient(settings) as client, caplog.at_level(logging.INFO, "worker.invoices.notify"):
         outcome = run(sessions, nid, client, settings)
-        assert (outcome.result, outcome.state, outcome.status_code) == ("unauthorized", N.FAILED, 401)
+        assert (outcome.result, outcome.state, outcome.status_code) == ("unauthorized", N.HELD, 401)
         # No retry storm: not due however late, and a stray doorbell sends nothing.
         with sessions() as s:
             assert nid not in due_notifications(s, later(10**6))
         assert run(sessions, nid, client, settings, 3600).result == "not_claimed"
+        # The other notification for the same target: held without a PUT.
+        assert run(sessions, other, client, settings).result == "held"
     assert len(sif.received()) == 1
     row = notification(sessions, nid)
-    assert (row.state, row.result, row.last_status_code) == ("failed", "unauthorized", 401)
-    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert (row.state, row.result, row.last_status_code) == ("held", "unauthorized", 401)
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR
+               and r.name == "worker.invoices.notify"]
     assert "401" in error.getMessage() and EMPRESA in error.getMessage() and "SIF_TEST" in error.getMessage()
     assert "not-the-right-secret" not in caplog.text
     [attempt] = attempts(sessions, nid)
     assert "Token de autorizaci" in (attempt.response_body or "")
+
+    # Negative control: the same wrong settings release nothing.
+    with sessions.begin() as s:
+        assert maintain(s, settings, later(2)).released_notifications == []
+    fixed = make_settings(sif.url)  # the right secret: the target's digest changed
+    with sessions.begin() as s:
+        released = maintain(s, fixed, later(2)).released_notifications
+    assert sorted(released) == sorted([nid, other])
+    with SifClient(fixed) as client:
+        assert run(sessions, nid, client, fixed, 3).result == "delivered"
+        assert run(sessions, other, client, fixed, 3).result == "delivered"
+    assert sif.statuses(EMPRESA, "R-401") == ["NOK"] and sif.statuses(EMPRESA, "R-401b") == ["NOK"]
 
 
 def test_400_fails_as_our_bug(sessions: sessionmaker[Session], add_nok: MakeRows, sif: SifSandbox,

@@ -29,7 +29,7 @@ def _decide(code: int | None, *, error: str | None = None, attempts: int = 1, tr
         (204, N.DELIVERED, "delivered"),
         (200, N.DELIVERED, "delivered"),
         (409, N.DELIVERED, "already_held"),
-        (401, N.FAILED, "unauthorized"),
+        (401, N.HELD, "unauthorized"),  # the target's breaker opens (issue 11)
         (400, N.FAILED, "bad_request"),
         (403, N.FAILED, "http_403"),
         (302, N.FAILED, "http_302"),

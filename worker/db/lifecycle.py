@@ -117,7 +117,7 @@ def claim_invoice_for_stamp(
                          now=now)
         .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
         .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
-                   t.c.empresa_ref_id)
+                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at)
     )
     return session.connection().execute(stmt).first()
 

@@ -107,6 +107,11 @@ class Invoice(Base):
     # When the sweeper last re-published this row: it does not ring again while that
     # doorbell may still be waiting in the queue.
     rung_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # While ``held``: the breaker it waits on (worker.db.breakers), e.g. "finkok:account".
+    hold_key: Mapped[str | None] = mapped_column(String(200))
+    # SAT's deadline for stamping (Fecha + 72 h, read conservatively), less nothing: the
+    # margin is a setting. None for rows stored before it existed (no deadline then).
+    stamp_deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     # The outcome.
     sat_uuid: Mapped[str | None] = mapped_column(String(36), unique=True)
@@ -136,6 +141,7 @@ class Invoice(Base):
         Index("ix_invoices_created_at", "created_at"),
         Index("ix_invoices_emisor_rfc", "emisor_rfc"),
         Index("ix_invoices_receptor_rfc", "receptor_rfc"),
+        Index("ix_invoices_hold_key", "hold_key"),
     )
 
     def __repr__(self) -> str:
@@ -183,6 +189,7 @@ class Notification(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     first_404_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     rung_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # see Invoice.rung_at
+    hold_key: Mapped[str | None] = mapped_column(String(200))  # see Invoice.hold_key
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     # delivered (204) / already_held (409) / unauthorized / not_found / exhausted ...
     result: Mapped[str | None] = mapped_column(String(24))
@@ -197,6 +204,7 @@ class Notification(Base):
     __table_args__ = (
         Index("ix_notifications_state_next_attempt", "state", "next_attempt_at"),
         Index("ix_notifications_invoice_id", "invoice_id"),
+        Index("ix_notifications_hold_key", "hold_key"),
     )
 
 
@@ -289,3 +297,28 @@ class FinkokCredit(Base):
     reported_at: Mapped[str | None] = mapped_column(String(32))  # Finkok's own date text
     polled_at: Mapped[datetime] = mapped_column(UtcDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Breaker(Base):
+    """One fault scope's breaker, shared by every worker (worker.db.breakers).
+
+    ``key``: ``finkok:account``, ``finkok:service``, ``finkok:emisor:<RFC>`` or
+    ``sif:<base URL>|<generatorId>``. ``closed``: calls flow. ``open``: no call is made for
+    the scope; rows wait in ``held``. At ``next_probe_at`` one held row is released as the
+    probe (``probe_id``, state ``half_open``); its success closes the breaker.
+    """
+
+    __tablename__ = "breakers"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")
+    code: Mapped[str | None] = mapped_column(String(32))
+    cause: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # service: the current run
+    first_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    probe_interval_s: Mapped[float] = mapped_column(Float, default=0.0)
+    next_probe_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    probe_id: Mapped[str | None] = mapped_column(String(36))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))  # SIF: the settings it failed with
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -1,11 +1,13 @@
 """Every state and every named move between states: one table per row kind.
 
-Invoice:       received ─claim─▶ stamping ─stamped|pending|retry|rejected|failed─▶ …
+Invoice:       received ─claim─▶ stamping ─stamped|pending|retry|rejected|failed|hold─▶ …
                retry_wait ─claim─▶ stamping;  stamping ─take_over─▶ stamping (lease expired)
+               held ─release─▶ retry_wait (its breaker closed);  held ─expire─▶ failed (SAT window)
                pending ─sat_waiting─▶ pending ─sat_done─▶ stamped
                rejected|failed ─reprocess─▶ received
-Notification:  queued|retry_wait ─claim─▶ sending ─delivered|retry|failed─▶ …
-               sending ─take_over─▶ sending (lease expired);  delivered|failed ─resend─▶ queued
+Notification:  queued|retry_wait ─claim─▶ sending ─delivered|retry|failed|hold─▶ …
+               sending ─take_over─▶ sending (lease expired);  held ─release─▶ queued
+               delivered|failed|held ─resend─▶ queued
 
 An edge names its source states, its target, whether it is **fenced** (applies only
 while the caller holds the row's lease, so a worker whose lease was taken over cannot
@@ -30,7 +32,8 @@ class InvoiceState(StrEnum):
     PENDING = "pending"  # stamped by Finkok, not yet delivered to SAT (query_pending)
     STAMPED = "stamped"  # UUID and stamped XML held: terminal
     REJECTED = "rejected"  # Finkok/SAT refused the document: terminal until reprocessed
-    FAILED = "failed"  # needs a person (account fault, attempts exhausted)
+    FAILED = "failed"  # needs a person (attempts exhausted, SAT's window closed, unknown)
+    HELD = "held"  # waits on a breaker (hold_key): an outage, credentials, credits; no NOK
 
 
 class NotificationState(StrEnum):
@@ -39,6 +42,7 @@ class NotificationState(StrEnum):
     RETRY_WAIT = "retry_wait"
     DELIVERED = "delivered"
     FAILED = "failed"
+    HELD = "held"  # waits on its SIF target's breaker (hold_key): a 401, a sustained outage
 
 
 # When a row in a source state is due for the edge (None: the edge is taken on demand).
@@ -74,6 +78,12 @@ INVOICE_EDGES: dict[str, Edge] = {e.name: e for e in (
     _edge("retry", {S.STAMPING}, S.RETRY_WAIT, fenced=True),
     _edge("rejected", {S.STAMPING}, S.REJECTED, fenced=True),
     _edge("failed", {S.STAMPING}, S.FAILED, fenced=True),
+    # A breaker is open for the invoice's scope (or the answer opened it): no NOK, no
+    # attempt burned; the sweeper releases it when the breaker closes ...
+    _edge("hold", {S.STAMPING}, S.HELD, fenced=True),
+    _edge("release", {S.HELD}, S.RETRY_WAIT),
+    # ... or fails it with the named NOK when SAT's 72-hour window is about to close.
+    _edge("expire", {S.HELD}, S.FAILED),
     # The pending poller (no lease: a CAS on the state decides which poller moves it).
     _edge("sat_waiting", {S.PENDING}, S.PENDING, due="next_attempt"),
     _edge("sat_done", {S.PENDING}, S.STAMPED, due="next_attempt"),
@@ -88,7 +98,9 @@ NOTIFICATION_EDGES: dict[str, Edge] = {e.name: e for e in (
     _edge("delivered", {N.SENDING}, N.DELIVERED, fenced=True),
     _edge("retry", {N.SENDING}, N.RETRY_WAIT, fenced=True),
     _edge("failed", {N.SENDING}, N.FAILED, fenced=True),
-    _edge("resend", {N.DELIVERED, N.FAILED}, N.QUEUED),
+    _edge("hold", {N.SENDING}, N.HELD, fenced=True),
+    _edge("release", {N.HELD}, N.QUEUED),
+    _edge("resend", {N.DELIVERED, N.FAILED, N.HELD}, N.QUEUED),
 )}
 
 # The edges a worker's claim takes, per working state.

@@ -23,6 +23,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.cfdi.window import stamp_deadline
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, new_id, utcnow
 from worker.db.states import INVOICE_EDGES, InvoiceState, can
@@ -151,6 +152,7 @@ def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
         "emisor_rfc": checked.emisor_rfc,
         "receptor_rfc": checked.receptor_rfc,
         "total": checked.total,
+        "stamp_deadline_at": stamp_deadline(checked.fecha),
         "state": InvoiceState.RECEIVED,
         "state_changed_at": now,
         "next_attempt_at": now,
@@ -235,6 +237,7 @@ def _resubmit(
         emisor_rfc=row["emisor_rfc"],
         receptor_rfc=row["receptor_rfc"],
         total=row["total"],
+        stamp_deadline_at=row["stamp_deadline_at"],
         pedidoga=row["pedidoga"] if row["pedidoga"] is not None else existing.pedidoga,
         attempts=0,
         next_attempt_at=now,

@@ -14,6 +14,7 @@ OK): both settle the row as delivered, and SIF holds one OK.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
 from worker import doorbell
+from worker.db import breakers
 from worker.db.lifecycle import claim_notification, move, settle_edge
 from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
 from worker.db.session import session_factory
@@ -37,6 +39,7 @@ from worker.sif.client import (
     SifConfigError,
     SifTimeout,
     SifTransportError,
+    resolve_target,
 )
 from worker.sif.payload import PayloadError, body_for
 from worker.sif.policy import CONNECTION, TIMEOUT, decide, is_transient
@@ -135,6 +138,11 @@ def deliver(
             return DeliveryOutcome(notification_id, "not_claimed")
         notification = session.get(Notification, notification_id)
         invoice = session.get(Invoice, notification.invoice_id) if notification else None
+        key = target_key(settings, invoice.empresa_ref_id) if invoice else None
+        blocked = breakers.blocking(session, (key,), notification_id) if key else None
+        if blocked is not None and notification is not None:
+            # No PUT while SIF refuses this target: wait, without burning an attempt.
+            return _hold(session, notification, key or "", blocked.describe(), owner, now)
         session.expunge_all()  # keep the loaded values readable after the commit
     if notification is None or invoice is None:  # deleted under us: nothing to send
         return DeliveryOutcome(notification_id, "not_claimed")
@@ -193,15 +201,16 @@ def _settle_unsent(
     return DeliveryOutcome(notification_id, result if moved else "lease_lost", state, error=error)
 
 
-def _transient_failures(session: Session, notification_id: str) -> int:
-    """5xx / no-answer attempts since the row was last resent by operations."""
+def _transient_failures(session: Session, notification_id: str) -> tuple[int, datetime | None]:
+    """5xx / no-answer attempts since the row was last resent by operations, and when the
+    first of them started."""
     since = session.scalar(
         select(func.max(AuditLog.at)).where(
             AuditLog.notification_id == notification_id, AuditLog.action == RESEND_ACTION
         )
     )
     stmt = (
-        select(func.count())
+        select(func.count(), func.min(DeliveryAttempt.started_at))
         .select_from(DeliveryAttempt)
         .where(
             DeliveryAttempt.notification_id == notification_id,
@@ -211,7 +220,8 @@ def _transient_failures(session: Session, notification_id: str) -> int:
     )
     if since is not None:
         stmt = stmt.where(DeliveryAttempt.started_at >= since)
-    return int(session.scalar(stmt) or 0)
+    count, first = session.execute(stmt).one()
+    return int(count or 0), first
 
 
 def _settle(
@@ -234,19 +244,21 @@ def _settle(
             duration_ms=answer.duration_ms, status_code=answer.status_code,
             error=answer.error, response_body=answer.body_text, worker=owner,
         ))
+        transient, since = (_transient_failures(session, notification_id)
+                            if is_transient(answer.status_code) else (0, None))
         decision = decide(
             status_code=answer.status_code,
             transport_error=answer.transport_error,
             attempts=claimed.attempts,
-            transient_failures=(
-                _transient_failures(session, notification_id)
-                if is_transient(answer.status_code) else 0
-            ),
+            transient_failures=transient,
             first_404_at=claimed.first_404_at,
             now=now,
             settings=settings,
             rng=rng,
+            transient_since=since,
         )
+        key = target_key(settings, invoice.empresa_ref_id)
+        _observe(session, key, answer, settings, now)
         values: dict[str, Any] = {
             "result": decision.result,
             "last_status_code": answer.status_code,
@@ -255,6 +267,8 @@ def _settle(
         }
         if decision.state == NotificationState.DELIVERED:
             values["delivered_at"] = now
+        if decision.state == NotificationState.HELD:
+            values.update(hold_key=key, attempts=max(0, claimed.attempts - 1))
         edge = settle_edge(NOTIFICATION_EDGES, NotificationState.SENDING, decision.state)
         moved = move(session, edge, notification_id, owner=owner, now=now, **values)
 
@@ -274,6 +288,56 @@ def _settle(
     )
 
 
+def target_key(settings: Settings, empresa_ref_id: str) -> str:
+    """The breaker key of the SIF target this empresa's notifications go to."""
+    target = resolve_target(settings, empresa_ref_id)
+    return breakers.sif_key(target.base_url, target.generator_id)
+
+
+def target_fingerprints(settings: Settings) -> dict[str, str]:
+    """Each SIF target's breaker key and a digest of the settings it is called with: a
+    breaker opened by a 401 closes by itself when its target's digest changes."""
+    empresas = [None, *settings.sif_overrides]
+    found: dict[str, str] = {}
+    for empresa in empresas:
+        target = resolve_target(settings, empresa or "")
+        digest = hashlib.sha256("|".join((target.base_url, target.generator_id,
+                                          target.secret.get_secret_value())).encode()).hexdigest()
+        found.setdefault(breakers.sif_key(target.base_url, target.generator_id), digest)
+    return found
+
+
+def _observe(session: Session, key: str, answer: _Answer, settings: Settings,
+             now: datetime) -> None:
+    """What this answer teaches the target's breaker: a 401 opens it at once (no probes: the
+    secret will not fix itself), a run of 5xx/timeouts opens it with probes, an answer
+    closes it."""
+    code = answer.status_code
+    if code == 401:
+        breakers.open_(session, key, code="401", probe_after_s=0.0, now=now,
+                       cause="SIF refused our secret (401) for this target",
+                       fingerprint=target_fingerprints(settings).get(key))
+    elif is_transient(code):
+        breakers.note_failure(session, key, code=str(code or answer.transport_error),
+                              cause=f"SIF unavailable ({code or answer.transport_error})",
+                              threshold=settings.breaker_service_threshold,
+                              window_s=settings.breaker_service_window_s,
+                              probe_after_s=settings.breaker_probe_s, now=now)
+    elif code is not None and code < 500:
+        breakers.succeeded(session, (key,), now=now, reason=f"SIF answered {code}")
+
+
+def _hold(session: Session, notification: Notification, key: str, cause: str, owner: str,
+          now: datetime) -> DeliveryOutcome:
+    """Back to waiting on the target's breaker, the claim's attempt given back (the caller's
+    transaction commits it)."""
+    moved = move(session, NOTIFICATION_EDGES["hold"], notification.id, owner=owner, now=now,
+                 hold_key=key, attempts=max(0, notification.attempts - 1), result="held")
+    log.info("SIF notification %s held: %s", notification.id, cause)
+    return DeliveryOutcome(notification.id, "held" if moved else "lease_lost",
+                           NotificationState.HELD if moved else None)
+
+
 def _log_decision(
     notification_id: str,
     invoice: Invoice,
@@ -289,8 +353,9 @@ def _log_decision(
             "generator_id", settings.sif_generator_id
         )
         log.error(
-            "SIF REFUSED OUR SECRET (401) for %s, generatorId %s: notification %s failed "
-            "without retries. Fix the SIF secret for this empresa, then resend.",
+            "SIF REFUSED OUR SECRET (401) for %s, generatorId %s: notification %s is held, "
+            "with every other one for this SIF target, until its secret changes in the "
+            "settings or an operator resets the breaker (billing breaker reset / resend).",
             where, generator, notification_id,
         )
     elif result == "bad_request":

@@ -6,11 +6,16 @@
 | Stamped by a fresh `stamp`, sif_ok_at=sat        | pending  | —          | OK once query_pending says F  |
 | Stamped, recovered (307 with XML, `stamped`)     | pending  | OK         | may still be queued for SAT   |
 | Stamped, recovered, sif_ok_at=sat                | pending  | —          |                               |
-| Refused: fiscal data or permanent (a DUPLICATE)  | rejected | NOK        | the document must change      |
-| Refused: account fault                           | failed   | NOK        |                               |
-| Retry, attempts left                             | retry    | —          | backoff; ambiguous: ≥ the read timeout, must_check_stamped |
+| Refused: the document (fiscal data, seal, a DUPLICATE) | rejected | NOK  | the document must change      |
+| Hold: account/emisor fault, or a breaker is open | hold     | —          | no attempt burned; resumes by itself |
+| Expired: SAT's 72-hour window is closing         | failed   | NOK        | "re-seal with a new Fecha"    |
+| Retry, attempts left, window open                | retry    | —          | backoff, never past the window; ambiguous: ≥ the read timeout, must_check_stamped |
+| Retry, definite, window closing                  | failed   | NOK        | as Expired                    |
 | Retry, ambiguous, attempts exhausted             | failed   | —          | cannot say "not stamped": no NOK |
-| Retry, definite, attempts exhausted              | failed   | NOK        |                               |
+| Retry, definite, attempts exhausted              | failed   | NOK        | a guard: the document keeps failing while Finkok is healthy |
+
+An ambiguous retry is never expired here: Finkok may hold its stamp, and the next attempt
+asks `stamped` first (which SAT's window does not limit); only then may it expire.
 
 ``settle`` in ``worker.invoices.stamping`` applies the decision: it takes the edge (fenced
 by the lease) with the values, and writes the outbox row in the same transaction.
@@ -43,15 +48,49 @@ class Stamped:
 class Retry:
     ambiguous: bool  # Finkok may have stamped: ask `stamped` before stamping again
     errors: list[dict[str, str]]
+    failure: bool = True  # a service failure (counts toward the service breaker)
 
 
 @dataclass(frozen=True)
 class Refused:
-    kind: Kind  # FISCAL_DATA / PERMANENT -> rejected; ACCOUNT -> failed
+    """Finkok or SAT refused the document itself: it must change (rejected, NOK)."""
+
+    kind: Kind  # FISCAL_DATA / PERMANENT
     errors: list[dict[str, str]]
 
 
-Verdict = Stamped | Retry | Refused
+@dataclass(frozen=True)
+class Hold:
+    """Not the document's fault and not ours to retry blindly: wait on a breaker."""
+
+    key: str  # the breaker (worker.db.breakers)
+    code: str | None
+    cause: str
+    errors: list[dict[str, str]]
+    answered: bool  # Finkok answered (a definite "not stamped"); False: no call was made
+    opens: bool  # this answer opens the breaker (account/emisor); False: it was open
+
+
+@dataclass(frozen=True)
+class Expired:
+    """SAT's 72-hour window is closing and the document was never stamped."""
+
+    errors: list[dict[str, str]]
+
+
+Verdict = Stamped | Retry | Refused | Hold | Expired
+
+WINDOW_CODE = "SAT72H"
+
+
+def window_closed(cause: str | None = None) -> Expired:
+    why = f" while {cause}" if cause else " while Finkok/SAT was unavailable"
+    return Expired([{
+        "code": WINDOW_CODE,
+        "message": f"could not be stamped within SAT's 72-hour window{why}: re-seal with a "
+                   "new Fecha and reprocess with --replace-xml",
+        "kind": "window",
+    }])
 
 
 # --- what we do about it --------------------------------------------------------------------
@@ -66,9 +105,13 @@ class Decision:
 
 
 def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime,
-           rng: random.Random | None = None) -> Decision:
-    """The invoice's next move for one verdict (``attempts``: claims so far, this one included)."""
+           deadline: datetime | None = None, rng: random.Random | None = None) -> Decision:
+    """The invoice's next move for one verdict (``attempts``: claims so far, this one
+    included; ``deadline``: SAT's window less the margin, None when unknown)."""
     E = INVOICE_EDGES
+    closing = deadline is not None and now >= deadline
+    if isinstance(verdict, Retry) and not verdict.ambiguous and closing:
+        verdict = window_closed()
     if isinstance(verdict, Stamped):
         wait_for_sat = verdict.pending_sat or settings.sif_ok_at == "sat"
         return Decision(
@@ -82,12 +125,20 @@ def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime
             outbox=None if settings.sif_ok_at == "sat" else "OK",
         )
     if isinstance(verdict, Refused):
-        return Decision(
-            E["failed"] if verdict.kind is Kind.ACCOUNT else E["rejected"],
-            {"errors": verdict.errors, "error_kind": str(verdict.kind),
-             "must_check_stamped": False, "next_attempt_at": None},
-            outbox="NOK",
-        )
+        return Decision(E["rejected"], {"errors": verdict.errors, "error_kind": str(verdict.kind),
+                                        "must_check_stamped": False, "next_attempt_at": None},
+                        outbox="NOK")
+    if isinstance(verdict, Expired):
+        return Decision(E["failed"], {"errors": verdict.errors, "error_kind": "window",
+                                      "must_check_stamped": False, "next_attempt_at": None},
+                        outbox="NOK")
+    if isinstance(verdict, Hold):
+        values: dict[str, Any] = {"errors": verdict.errors, "hold_key": verdict.key,
+                                  "error_kind": "held", "next_attempt_at": None,
+                                  "attempts": max(0, attempts - 1)}  # no attempt burned
+        if verdict.answered:
+            values["must_check_stamped"] = False
+        return Decision(E["hold"], values)
     if attempts >= settings.stamp_max_attempts:
         if verdict.ambiguous:  # a person reprocesses (which asks `stamped` first)
             return Decision(E["failed"], {"errors": verdict.errors, "error_kind": "unknown",
@@ -101,6 +152,8 @@ def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime
         # timeout before asking `stamped`, so a late stamp is there to be found (else only
         # Finkok's 307 would stand between us and a second stamp).
         delay = max(delay, settings.finkok_read_timeout_s)
+    if deadline is not None and not closing:  # the last try lands on the window's edge
+        delay = min(delay, (deadline - now).total_seconds())
     return Decision(E["retry"], {"errors": verdict.errors,
                                  "must_check_stamped": verdict.ambiguous,
                                  "next_attempt_at": now + timedelta(seconds=delay)},

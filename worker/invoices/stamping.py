@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import exists, insert, select
@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
 from worker import doorbell
+from worker.db import breakers
+from worker.db.breakers import Blocking
 from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
 from worker.doorbell import Ring
@@ -42,7 +44,17 @@ from worker.finkok.errors import (
     message_of,
 )
 from worker.finkok.results import QueryPendingResult, StampResult
-from worker.invoices.policy import Refused, Retry, Stamped, Verdict, decide, duplicate
+from worker.finkok.scope import Scope, cause_of, scope_of_code, scope_of_failure
+from worker.invoices.policy import (
+    Hold,
+    Refused,
+    Retry,
+    Stamped,
+    Verdict,
+    decide,
+    duplicate,
+    window_closed,
+)
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +95,13 @@ class Job:
     attempts: int
     check_stamped_first: bool
     reference: str | None = None
+    emisor_rfc: str | None = None
+    deadline: datetime | None = None  # SAT's window less the margin (None: unknown)
+    blocked: Blocking | None = None  # an open breaker: no call may be made
+
+    @property
+    def breaker_keys(self) -> tuple[str, ...]:
+        return breakers.finkok_keys(self.emisor_rfc)
 
 
 @dataclass(frozen=True)
@@ -127,36 +146,49 @@ def stamp_invoice(
     if job is None:
         return StampOutcome(invoice_id, "skipped")
     calls: list[Call] = []
-    verdict = talk_to_finkok(client, job, calls, settings=settings, sleep=sleep)
+    if job.blocked is not None:  # no call while a breaker of its scope is open
+        verdict: Verdict = Hold(job.blocked.key, job.blocked.code, job.blocked.describe(),
+                                [_error(job.blocked.code or "held", job.blocked.describe(),
+                                        "held")], answered=False, opens=False)
+    else:
+        verdict = talk_to_finkok(client, job, calls, settings=settings, sleep=sleep)
     return settle(sessions, job, verdict, calls, owner=owner, settings=settings, rng=rng)
 
 
 def claim(
     sessions: sessionmaker[Session], invoice_id: str, *, owner: str, settings: Settings
 ) -> Job | None:
-    """Take the invoice (CAS + lease); the same statement returns its XML and flags."""
+    """Take the invoice (CAS + lease); the same statement returns its XML and flags, and
+    the same transaction reads whether a breaker of its scope forbids the call."""
     with sessions.begin() as session:
         row = claim_invoice_for_stamp(session, invoice_id, owner=owner,
                                       lease_s=settings.claim_lease_s)
-    if row is None:
-        return None
+        if row is None:
+            return None
+        blocked = breakers.blocking(session, breakers.finkok_keys(row.emisor_rfc), invoice_id)
     bind_contextvars(invoice_id=invoice_id, reference=row.reference,
                      empresa_ref_id=row.empresa_ref_id)  # on every line this task logs
-    return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped, row.reference)
+    deadline = (row.stamp_deadline_at - timedelta(seconds=settings.sat_window_margin_s)
+                if row.stamp_deadline_at is not None else None)
+    return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped, row.reference,
+               row.emisor_rfc, deadline, blocked)
 
 
 def talk_to_finkok(
     client: Finkok, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
 ) -> Verdict:
-    """Ask `stamped` first when a previous call went unanswered, then `stamp`."""
+    """Ask `stamped` first when a previous call went unanswered, then `stamp` (never once
+    SAT's window is closing: the document must be re-sealed then)."""
     if job.check_stamped_first:
         verdict = _ask_stamped(client, job, calls)
         if verdict is not None:
             return verdict
+    if job.deadline is not None and utcnow() >= job.deadline:
+        return window_closed()
     try:
         result = _call(calls, "stamp", client.stamp, job.xml)
     except FinkokError as exc:
-        return _retry_for(exc)
+        return _failure(exc, job)
 
     kind = result.kind
     if kind is Kind.OK:
@@ -165,7 +197,10 @@ def talk_to_finkok(
         if result.has_stamp:
             return _stamped(result, recovered=True)
         return _look_up_previous_stamp(client, job, calls, settings=settings, sleep=sleep)
-    if kind in (Kind.FISCAL_DATA, Kind.PERMANENT, Kind.ACCOUNT):
+    held = _hold_for(result, job)
+    if held is not None:
+        return held
+    if kind in (Kind.FISCAL_DATA, Kind.PERMANENT):
         return Refused(kind, _errors(result))
     # TRANSIENT (708, 709...) or NOT_STAMPED: a definite "not stamped" when Finkok named a
     # code; an empty answer taught us nothing, so the next attempt asks `stamped` first.
@@ -177,13 +212,15 @@ def _ask_stamped(client: Finkok, job: Job, calls: list[Call]) -> Verdict | None:
     try:
         result = _call(calls, "stamped", client.stamped, job.xml)
     except FinkokError as exc:
-        return Retry(ambiguous=True, errors=_exception_errors(exc))
+        failure = _failure(exc, job)
+        return failure if isinstance(failure, Hold) else Retry(True, _exception_errors(exc))
     if result.has_stamp:
         return _stamped(result, recovered=True)
     if result.not_stamped:
         return None
-    if result.kind is Kind.ACCOUNT:
-        return Refused(Kind.ACCOUNT, _errors(result))
+    held = _hold_for(result, job, answered=False)  # still must check: nothing was learnt
+    if held is not None:
+        return held
     return Retry(ambiguous=True, errors=_errors(result))
 
 
@@ -203,6 +240,7 @@ def _look_up_previous_stamp(
     return Retry(
         ambiguous=True,
         errors=[_error("307", "El CFDI contiene un timbre previo; `stamped` did not return it yet")],
+        failure=False,
     )
 
 
@@ -227,6 +265,7 @@ def settle(
                  "worker": owner}
                 for c in calls
             ])
+        _observe(session, job, verdict, calls, settings=settings, now=now)
         outcome = _apply(session, job, verdict, owner=owner, settings=settings, now=now, rng=rng)
     _log_outcome(job, verdict, outcome)
     return outcome
@@ -236,7 +275,8 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
            now: datetime, rng: random.Random | None) -> StampOutcome:
     """Take the decided edge (fenced by our lease) and write its outbox row. A stamp whose
     UUID another invoice already holds is that invoice's: this one is a DUPLICATE."""
-    decision = decide(verdict, attempts=job.attempts, settings=settings, now=now, rng=rng)
+    decision = decide(verdict, attempts=job.attempts, settings=settings, now=now,
+                      deadline=job.deadline, rng=rng)
     unless = None
     if isinstance(verdict, Stamped):
         elsewhere = (_OTHER.c.sat_uuid == verdict.uuid, _OTHER.c.id != job.invoice_id)
@@ -254,6 +294,28 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
         verdict.errors[0].get("code") if verdict.errors else None)
     return StampOutcome(job.invoice_id, decision.edge.target, ids, decision.retry_in_s,
                         job.reference, detail)
+
+
+def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
+              settings: Settings, now: datetime) -> None:
+    """What this attempt teaches the breakers (whatever happens to our lease: these are
+    facts about Finkok). A normal answer closes them; an account or emisor answer opens
+    one at once; a service failure counts toward the service breaker's threshold."""
+    if not calls:
+        return  # nothing was sent (a breaker held it, or the window closed)
+    if isinstance(verdict, Hold) and verdict.opens:
+        breakers.open_(session, verdict.key, code=verdict.code, cause=verdict.cause,
+                       probe_after_s=settings.breaker_probe_s, now=now)
+    elif isinstance(verdict, Retry) and verdict.failure:
+        error = verdict.errors[0] if verdict.errors else {}
+        breakers.note_failure(
+            session, breakers.SERVICE_KEY, code=error.get("code"),
+            cause=f"Finkok or SAT unavailable: {error.get('message', '')[:200]}",
+            threshold=settings.breaker_service_threshold,
+            window_s=settings.breaker_service_window_s,
+            probe_after_s=settings.breaker_probe_s, now=now)
+    elif isinstance(verdict, (Stamped, Refused)):
+        breakers.succeeded(session, job.breaker_keys, now=now, reason="Finkok answered")
 
 
 def _lost_lease(job: Job, wanted: str) -> StampOutcome:
@@ -302,11 +364,28 @@ def _stamped(result: StampResult, *, recovered: bool) -> Stamped:
     )
 
 
-def _retry_for(exc: FinkokError) -> Verdict:
-    if exc.kind is Kind.ACCOUNT:  # e.g. a wrong base URL: a person must look
-        return Refused(Kind.ACCOUNT, _exception_errors(exc))
+def _failure(exc: FinkokError, job: Job) -> Verdict:
+    """A failed exchange: the service's (retry, counted toward its breaker) or ours (a proxy
+    or a wrong URL answering 401/404: hold everything until it is fixed)."""
+    if scope_of_failure(exc) is Scope.ACCOUNT:
+        status = getattr(exc, "status", None)
+        cause = f"Finkok's URL answers HTTP {status}, not SOAP (check BILLING_FINKOK_ENVIRONMENT)"
+        return Hold(breakers.ACCOUNT_KEY, f"http_{status}", cause, _exception_errors(exc),
+                    answered=False, opens=True)
     # Not sent: Finkok never saw it. Anything else (timeout, reset, fault) may have stamped.
     return Retry(ambiguous=not isinstance(exc, FinkokNotSent), errors=_exception_errors(exc))
+
+
+def _hold_for(result: StampResult, job: Job, *, answered: bool = True) -> Hold | None:
+    """An answer whose code is the account's or the emisor's, not the document's."""
+    for code in result.codes:
+        scope = scope_of_code(code)
+        if scope in (Scope.ACCOUNT, Scope.EMISOR):
+            key = (breakers.ACCOUNT_KEY if scope is Scope.ACCOUNT
+                   else breakers.emisor_key(job.emisor_rfc or "?"))
+            return Hold(key, code, cause_of(code), _errors(result), answered=answered,
+                        opens=True)
+    return None
 
 
 def _error(code: str, message: str, kind: str | None = None) -> dict[str, str]:

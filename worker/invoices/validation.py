@@ -33,6 +33,7 @@ class CheckedCfdi:
     emisor_rfc: str
     receptor_rfc: str
     total: str
+    fecha: str | None = None  # Comprobante Fecha, as written (local time, no offset)
 
 
 def check_ids(empresa_ref_id: str | None, reference: str | None, pedidoga: str | None) -> None:
@@ -102,6 +103,7 @@ def check_cfdi(data: bytes, *, max_bytes: int) -> CheckedCfdi:
         emisor_rfc=emisor.get("Rfc", "")[:13],
         receptor_rfc=receptor.get("Rfc", "")[:13],
         total=total[:32],
+        fecha=root.get("Fecha"),
     )
 
 

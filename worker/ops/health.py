@@ -257,12 +257,11 @@ def check_credits(settings: Settings, engine: Engine, now: datetime) -> Check:
 def run_checks(settings: Settings, components: Iterable[str], *,
                timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Check]:
     """Run the named checks in parallel; results in ``COMPONENTS`` order, secrets scrubbed."""
-    from worker.db.models import utcnow
-    from worker.db.session import create_db_engine
-
     import worker.finkok.client  # noqa: F401 - imported here, not by two threads at once
     import worker.ops.credits  # noqa: F401
     import worker.sif.client  # noqa: F401
+    from worker.db.models import utcnow
+    from worker.db.session import create_db_engine
 
     wanted = [c for c in COMPONENTS if c in set(components)]
     now = utcnow()

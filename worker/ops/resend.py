@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker.db import breakers
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Notification, utcnow
-from worker.db.states import NOTIFICATION_EDGES
+from worker.db.states import NOTIFICATION_EDGES, NotificationState
 from worker.invoices.notify import RESEND_ACTION
 
 
@@ -68,10 +69,15 @@ def enqueue_resend(
         session, NOTIFICATION_EDGES["resend"], notification.id, now=now,
         next_attempt_at=now, first_404_at=None, result=None,
     )
+    if moved and previous_state == NotificationState.HELD and notification.hold_key:
+        # The operator says the target is fixed: close its breaker, so the other rows held
+        # on it resume too (a 401 again re-opens it at once).
+        breakers.succeeded(session, (notification.hold_key,), now=now, actor=actor,
+                           reason=f"resend: {reason}")
     if not moved:
         raise ResendError(
-            f"notification {notification.id} is {previous_state}: only delivered or failed "
-            "notifications can be resent"
+            f"notification {notification.id} is {previous_state}: only delivered, failed or "
+            "held notifications can be resent"
         )
     session.add(
         AuditLog(

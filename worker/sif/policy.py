@@ -4,12 +4,18 @@
 |--------------------------------|-------------|--------------------------------------|
 | 2xx (SIF documents 204)        | delivered   | delivered                            |
 | 409 (an OK is already held)    | delivered   | already_held                         |
-| 401 (secret refused)           | failed      | unauthorized (no retries: config)    |
+| 401 (secret refused)           | held        | unauthorized: the target's breaker   |
+|                                |             | opens; every notification for it     |
+|                                |             | waits until its settings change or   |
+|                                |             | an operator resets it                |
 | 400 (our body refused)         | failed      | bad_request (a bug on our side)      |
 | 404 (document unknown yet)     | retry_wait  | retry_404, until notify_404_window_s |
 |                                | failed      | not_found, after the window          |
 | 5xx, timeout, connection error | retry_wait  | retry_http_5xx / retry_timeout / ... |
+|                                |             | (a sustained run opens the target's  |
+|                                |             | breaker: notifications are held)     |
 |                                | failed      | exhausted, after notify_max_attempts |
+|                                |             | and notify_retry_budget_s (days)     |
 | any other code (3xx, 403, ...) | failed      | http_<code>                          |
 """
 
@@ -57,12 +63,14 @@ def decide(
     now: datetime,
     settings: Settings,
     rng: random.Random,
+    transient_since: datetime | None = None,
 ) -> Decision:
     """The row's next state for one answer.
 
     ``status_code`` None means no answer (``transport_error`` is TIMEOUT or CONNECTION).
     ``attempts`` (claims so far) paces 404 retries; ``transient_failures`` (5xx or no
-    answer since the last resend, this one included) paces and bounds the others.
+    answer since the last resend, this one included) paces and bounds the others, together
+    with ``transient_since`` (when the first of them happened) and the retry budget.
     """
     N = NotificationState
     if status_code is not None and 200 <= status_code < 300:
@@ -70,7 +78,7 @@ def decide(
     if status_code == 409:
         return Decision(N.DELIVERED, "already_held")
     if status_code == 401:
-        return Decision(N.FAILED, "unauthorized", log_level=logging.ERROR)
+        return Decision(N.HELD, "unauthorized", log_level=logging.ERROR)
     if status_code == 400:
         return Decision(N.FAILED, "bad_request", log_level=logging.ERROR)
     if status_code == 404:
@@ -87,7 +95,9 @@ def decide(
         return Decision(N.RETRY_WAIT, "retry_404", next_at, first, logging.WARNING)
     if is_transient(status_code):
         result = f"retry_http_{status_code}" if status_code else f"retry_{transport_error}"
-        if transient_failures >= settings.notify_max_attempts:
+        budget_spent = transient_since is None or (
+            now - transient_since).total_seconds() >= settings.notify_retry_budget_s
+        if transient_failures >= settings.notify_max_attempts and budget_spent:
             return Decision(N.FAILED, "exhausted", first_404_at=first_404_at, log_level=logging.ERROR)
         delay = backoff_delay_s(
             transient_failures, base_s=settings.notify_backoff_base_s,
