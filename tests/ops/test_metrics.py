@@ -4,6 +4,7 @@ stamp_attempts/delivery_attempts, and a dead database gives `billing_database_up
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -88,6 +89,8 @@ def test_exposition_text_is_conventional(engine: Engine, fleet: Fleet) -> None:
 
 
 def test_dead_database_still_answers_with_database_up_0(caplog: pytest.LogCaptureFixture) -> None:
+    # (another test may have raised the root logger's level: ask for this logger's lines)
+    caplog.set_level(logging.WARNING, logger="worker.ops.metrics")
     dead = create_db_engine("postgresql://nobody:pw-not-shown@127.0.0.1:1/none")
     reg = create_registry(dead)
     assert reg.get_sample_value("billing_database_up") == 0.0

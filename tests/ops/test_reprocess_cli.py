@@ -62,17 +62,18 @@ def test_reprocess_failed_invoice_ends_stamped_and_reported(
     ops_env: Path, runner: CliRunner, sessions: sessionmaker[Session], finkok: FinkokSandbox,
     sif: SifSandbox, pipeline_settings: Settings,
 ) -> None:
-    finkok.configure(rules={"URE180429TM6": "account:702"})  # the account is not active
+    # SAT unreachable (708) and the attempts run out (stamp_max_attempts=1 here): failed, NOK
+    finkok.configure(rules={"URE180429TM6": "reject:708"})
     xml = build_invoice(folio="e2e")
     invoice_id = submit(sessions, xml, empresa_ref_id="E1", reference="E2E-1").invoice_id
     assert _stamp(sessions, pipeline_settings, invoice_id) == "failed"
     assert _deliver_all(sessions, pipeline_settings, invoice_id) == ["delivered"]  # the NOK
     failed = _invoice(sessions, invoice_id)
-    assert failed.errors and failed.errors[0]["code"] == "702"
+    assert failed.errors and failed.errors[0]["code"] == "708"
 
-    finkok.configure(rules={})  # someone fixed the account
+    finkok.configure(rules={})  # SAT is back
     before = utcnow()
-    res = runner.invoke(app, ["reprocess", invoice_id, "--reason", "account 702 fixed"])
+    res = runner.invoke(app, ["reprocess", invoice_id, "--reason", "SAT is back"])
     assert res.exit_code == 0, res.output
     assert f"✓ {invoice_id} E2E-1: failed -> received" in res.stdout
 
@@ -82,10 +83,10 @@ def test_reprocess_failed_invoice_ends_stamped_and_reported(
     assert row.must_check_stamped is False
     (audit,) = _audit(sessions)
     assert (audit.actor, audit.action, audit.invoice_id, audit.reason) == (
-        current_actor(), "reprocess", invoice_id, "account 702 fixed")
+        current_actor(), "reprocess", invoice_id, "SAT is back")
     assert audit.details is not None
-    assert audit.details["old_state"] == "failed" and audit.details["old_error_kind"] == "account"
-    assert audit.details["old_errors"][0]["code"] == "702"
+    assert audit.details["old_state"] == "failed" and audit.details["old_error_kind"] == "exhausted"
+    assert audit.details["old_errors"][0]["code"] == "708"
     assert queued_messages(ops_env) == [(STAMP, [invoice_id])]  # the doorbell rang
 
     assert _stamp(sessions, pipeline_settings, invoice_id) == "stamped"

@@ -16,8 +16,9 @@ from worker.ops.stats import compute_stats
 from .conftest import Fleet, build_fleet
 
 INVOICES = {"received": 1, "stamping": 1, "retry_wait": 1, "pending": 1, "stamped": 3,
-            "rejected": 1, "failed": 2}
-NOTIFICATIONS = {"queued": 1, "sending": 0, "retry_wait": 0, "delivered": 3, "failed": 2}
+            "rejected": 1, "failed": 2, "held": 0}
+NOTIFICATIONS = {"queued": 1, "sending": 0, "retry_wait": 0, "delivered": 3, "failed": 2,
+                 "held": 0}
 
 
 def test_stats_numbers_at_a_pinned_time(sessions: sessionmaker[Session]) -> None:
@@ -31,9 +32,11 @@ def test_stats_numbers_at_a_pinned_time(sessions: sessionmaker[Session]) -> None
     assert ages == {"received": (fleet.ids["R-received"], 600),
                     "stamping": (fleet.ids["R-stamping"], 60),
                     "retry_wait": (fleet.ids["R-retry"], 120),
-                    "pending": (fleet.ids["R-pending"], 1200)}
+                    "pending": (fleet.ids["R-pending"], 1200), "held": None}
     notes = {k: (v.id, round(v.age_s)) if v else None for k, v in st.oldest_notification.items()}
-    assert notes == {"queued": (fleet.notes["queued"], 300), "sending": None, "retry_wait": None}
+    assert notes == {"queued": (fleet.notes["queued"], 300), "sending": None, "retry_wait": None,
+                     "held": None}
+    assert st.breakers == []  # nothing held, no breaker open
 
     # one hour: two 708s on R-retry and R-stamped's stamp; older calls fall outside
     assert (st.finkok_calls, st.finkok_failures) == (3, 2)

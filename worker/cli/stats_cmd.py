@@ -77,3 +77,11 @@ def _print(s: Stats, window: str) -> None:
     console.print(sif)
     console.print("stamped per minute: " + ", ".join(
         f"last {k}: {v:g}" for k, v in s.stamped_per_min.items()), markup=False)
+    if s.breakers:
+        held = Table("held on", "state", "cause", "since", "invoices", "notifications",
+                     title="held: breakers that are open (they resume by themselves)")
+        for b in s.breakers:
+            since = f"{b['since']:%Y-%m-%d %H:%M} UTC" if b["since"] else None
+            held.add_row(cell(b["key"]), cell(b["state"]), cell(b["cause"]), cell(since),
+                         cell(b["held_invoices"]), cell(b["held_notifications"]))
+        console.print(held)

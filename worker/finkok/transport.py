@@ -115,6 +115,14 @@ def translate(
     ``status``: HTTP status of the answer, when one arrived.
     """
     where = f"Finkok {operation} at {url}"
+    if (isinstance(exc, zeep.exceptions.Fault) and exc.code is None and status is not None
+            and 400 <= status < 500):
+        # An HTML-ish page with a client-error status (a proxy, a wrong URL): not Finkok,
+        # and nothing was processed.
+        return FinkokBadResponse(
+            f"{where}: HTTP {status}, not a SOAP answer (check the Finkok URL)",
+            status=status, operation=operation, url=url,
+        )
     if isinstance(exc, zeep.exceptions.Fault) and exc.code is None and status != 200:
         # Not a SOAP fault at all: zeep's reading of an XML-ish error page.
         return FinkokAmbiguous(

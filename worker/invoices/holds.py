@@ -2,6 +2,7 @@
 
 Each sweep, in one short transaction:
 
+0. **expire**: see 3 (first, so a row whose window is closing is never made a probe);
 1. **probe**: every open breaker whose probe is due turns half-open, and the oldest row
    held on it is released, so one real call tests the scope (``worker.db.breakers``);
 2. **release**: rows held on a breaker that is closed again (or was reset) go back to
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from worker import doorbell
 from worker.db import breakers
 from worker.db.lifecycle import move, outbox
-from worker.db.models import Invoice, Notification
+from worker.db.models import Breaker, Invoice, Notification
 from worker.db.states import (
     INVOICE_EDGES,
     NOTIFICATION_EDGES,
@@ -59,6 +60,7 @@ class Maintenance:
 
 def maintain(session: Session, settings: Settings, now: datetime) -> Maintenance:
     done = Maintenance()
+    _expire(session, settings, now, done)  # first: a row whose window closes is no probe
     _close_changed_sif_targets(session, settings, now)
     done.probes = breakers.due_probes(session, now)
     for key in done.probes:  # one held row per half-open breaker becomes its probe
@@ -69,7 +71,6 @@ def maintain(session: Session, settings: Settings, now: datetime) -> Maintenance
     _release(session, Invoice, INVOICE_EDGES["release"], None, budget, now, done.released)
     _release(session, Notification, NOTIFICATION_EDGES["release"], None,
              settings.hold_release_per_sweep, now, done.released_notifications)
-    _expire(session, settings, now, done)
     if done.released or done.released_notifications or done.expired:
         log.info("holds: released %d invoices and %d notifications, %d failed at SAT's window",
                  len(done.released), len(done.released_notifications), len(done.expired))
@@ -111,9 +112,10 @@ def _expire(session: Session, settings: Settings, now: datetime, done: Maintenan
         .order_by(Invoice.stamp_deadline_at).limit(500)
     ).all()
     for row_id, key in rows:
-        refused = window_closed(cause=key)
+        breaker = session.get(Breaker, key) if key else None
+        refused = window_closed(cause=f"held: {breaker.cause if breaker and breaker.cause else key}")
         if move(session, INVOICE_EDGES["expire"], row_id, now=now, updated_at=now,
-                errors=refused.errors, error_kind=str(refused.kind), hold_key=None,
+                errors=refused.errors, error_kind="window", hold_key=None,
                 next_attempt_at=None):
             done.expired.append(row_id)
             done.notifications.append(outbox(session, row_id, "NOK", now=now))

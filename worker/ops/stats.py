@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from worker.db.breakers import scope_of_key
 from worker.db.models import (
+    Breaker,
     DeliveryAttempt,
     Invoice,
     Notification,
@@ -26,9 +28,9 @@ from worker.db.states import InvoiceState, NotificationState
 
 # States a row leaves by itself; one that stays long in them is worth a look.
 MOVING_INVOICE_STATES = (InvoiceState.RECEIVED, InvoiceState.STAMPING, InvoiceState.RETRY_WAIT,
-                         InvoiceState.PENDING)
+                         InvoiceState.PENDING, InvoiceState.HELD)
 MOVING_NOTIFICATION_STATES = (NotificationState.QUEUED, NotificationState.SENDING,
-                              NotificationState.RETRY_WAIT)
+                              NotificationState.RETRY_WAIT, NotificationState.HELD)
 # Finkok outcomes that are answers, not failures (603 to `stamped` is the all-clear).
 FINKOK_NOT_FAILURES = frozenset({"success", "ok", "already_stamped", "not_stamped", "pending",
                                  "delivered"})
@@ -59,6 +61,8 @@ class Stats:
     sif_deliveries: int = 0
     sif_by_status: dict[str, int] = field(default_factory=dict)
     stamped_per_min: dict[str, float] = field(default_factory=dict)  # "1m" -> stamps/min
+    # Breakers that are not closed, with what they hold: one line per cause.
+    breakers: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -101,11 +105,34 @@ def compute_stats(session: Session, *, window_s: float = 3600.0, now: datetime |
     )
     _finkok(session, stats, since, top)
     _sif(session, stats, since)
+    stats.breakers = held_by_cause(session)
     for minutes in THROUGHPUT_MINUTES:
         n = session.scalar(select(func.count()).select_from(Invoice).where(
             Invoice.stamped_at >= now - timedelta(minutes=minutes), Invoice.stamped_at <= now))
         stats.stamped_per_min[f"{minutes}m"] = round(int(n or 0) / minutes, 3)
     return stats
+
+
+def held_by_cause(session: Session) -> list[dict[str, Any]]:
+    """Each breaker that is not closed (or still holds rows), its cause and what it holds."""
+    held_invoices = dict(session.execute(
+        select(Invoice.hold_key, func.count()).where(Invoice.state == InvoiceState.HELD)
+        .group_by(Invoice.hold_key)).all())
+    held_notes = dict(session.execute(
+        select(Notification.hold_key, func.count())
+        .where(Notification.state == NotificationState.HELD)
+        .group_by(Notification.hold_key)).all())
+    rows = {b.key: b for b in session.scalars(select(Breaker))}
+    keys = sorted({*(k for k, b in rows.items() if b.state != "closed"),
+                   *(k for k in held_invoices if k), *(k for k in held_notes if k)})
+    return [{
+        "key": key, "scope": scope_of_key(key),
+        "state": rows[key].state if key in rows else "closed",
+        "cause": rows[key].cause if key in rows else None,
+        "since": rows[key].opened_at if key in rows else None,
+        "held_invoices": int(held_invoices.get(key, 0)),
+        "held_notifications": int(held_notes.get(key, 0)),
+    } for key in keys]
 
 
 def _finkok(session: Session, stats: Stats, since: datetime, top: int) -> None:

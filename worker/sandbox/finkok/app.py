@@ -52,6 +52,7 @@ class Reply:
     status: int
     body: bytes = b""
     drop: bool = False  # close the connection without answering
+    plain: bool = False  # a proxy's page, not SOAP
 
 
 @lru_cache(maxsize=1)
@@ -159,6 +160,11 @@ class FinkokSimulator:
         handler, style = route
         cfg = self.config
         self._latency()
+        if cfg.outage in ("drop", "http503", "http404"):  # the service is down, or a proxy answers
+            self.ledger.count_event(f"outage_{cfg.outage}")
+            if cfg.outage == "drop":
+                return Reply(200, b"", drop=True)
+            return Reply(int(cfg.outage[4:]), b"<html>Service Unavailable</html>", plain=True)
         rules, record_key = self._document_rules(key, req)
         fired = self._fire_once(record_key, rules, ("fault_once", "hang_once"))
         applies = cfg.fault_ops is None or req.operation in cfg.fault_ops
@@ -208,7 +214,7 @@ class FinkokSimulator:
         except Refusal:
             return [], None
         self.ledger.get_or_create(doc.key, doc.receptor_rfc, doc.emisor_rfc)
-        return self.config.rules_for(doc.receptor_rfc), doc.key
+        return self.config.rules_for(doc.receptor_rfc, doc.emisor_rfc), doc.key
 
     def _fire_once(
         self, record_key: str | None, rules: list[str], candidates: tuple[str, ...]

@@ -3,7 +3,7 @@
 Every field can be set from Python (``FinkokSandbox.configure(...)``) or over HTTP
 (``POST /_sandbox/config`` with a JSON object of the fields to change).
 
-Rules are keyed by receptor RFC; a value is a rule or a list of rules (or a
+Rules are keyed by receptor or emisor RFC; a value is a rule or a list of rules (or a
 comma-separated string):
 
 * ``reject:<code>``  answer that incidencia (e.g. ``reject:CFDI40143``), no stamp
@@ -14,6 +14,11 @@ comma-separated string):
 * ``hang_once``      the first call for each document sleeps ``hang_s`` before answering
 * ``pending``        stamps stay undelivered to SAT (query_pending S) for a while
 * ``603_once``       ``stamped`` answers 603 once right after a stamp (Finkok's 2019 lag)
+
+``outage`` makes the whole service misbehave until it is set back to null: ``"drop"``
+(every SOAP request's connection is closed unanswered), ``"http503"`` / ``"http404"``
+(a proxy answers instead of Finkok), or a code such as ``"708"``, ``"718"`` or ``"300"``
+(every ``stamp`` answers that incidencia; lookups such as ``stamped`` still work).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+OUTAGE_RE = re.compile(r"^(drop|http503|http404|\d{3})$")
 RULE_RE = re.compile(
     r"^(reject:[A-Z0-9]+|account:\d{3}|307_no_xml|fault_once|drop_once|hang_once|pending|603_once)$"
 )
@@ -81,6 +87,7 @@ class SandboxConfig:
     cancel_mode: str = "sin_aceptacion"
     rules: dict[str, list[str]] = field(default_factory=dict)
     seed: int | None = None
+    outage: str | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial change, validating everything before touching any field."""
@@ -106,6 +113,10 @@ class SandboxConfig:
             return [str(v) for v in value]
         if name in ("username", "password"):
             return str(value)
+        if name == "outage":
+            if value is not None and not OUTAGE_RE.match(str(value)):
+                raise ConfigError("outage must be null, drop, http503, http404 or a code like 708")
+            return None if value is None else str(value)
         if name == "cancel_mode":
             if value not in ("sin_aceptacion", "con_aceptacion"):
                 raise ConfigError("cancel_mode must be sin_aceptacion or con_aceptacion")
@@ -128,8 +139,9 @@ class SandboxConfig:
             raise ConfigError(f"{name} is a probability (0..1)")
         return float(value)
 
-    def rules_for(self, rfc: str | None) -> list[str]:
-        return self.rules.get((rfc or "").upper(), [])
+    def rules_for(self, *rfcs: str | None) -> list[str]:
+        """The rules of a document: its receptor's, then its emisor's."""
+        return [rule for rfc in rfcs for rule in self.rules.get((rfc or "").upper(), [])]
 
     def public(self) -> dict[str, Any]:
         """Every setting, the password masked (for GET /_sandbox/config and logs)."""

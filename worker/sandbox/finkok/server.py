@@ -157,7 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self._send(reply.status, reply.body, "text/xml; charset=utf-8")
+        self._send(reply.status, reply.body,
+                   "text/html" if reply.plain else "text/xml; charset=utf-8")
 
     def _control(self, path: str, body: bytes) -> None:
         sim = self.server.simulator

@@ -97,7 +97,9 @@ class StampDesk:
 
     def stamp(self, req: Request, operation: str, *, retention: bool = False) -> Outcome:
         doc = read(decode_b64(req.text("xml")), retention=retention)
-        rules = self.config.rules_for(doc.receptor_rfc)
+        rules = self.config.rules_for(doc.receptor_rfc, doc.emisor_rfc)
+        if self.config.outage and self.config.outage.isdigit():
+            raise Refusal(self.config.outage)  # a whole-service answer (708, 718, 300...)
         rec = self.ledger.get_or_create(doc.key, doc.receptor_rfc, doc.emisor_rfc)
         with self.ledger.key_lock(doc.key):
             if operation == "quick_stamp":
