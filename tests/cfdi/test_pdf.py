@@ -44,7 +44,8 @@ def qr_tools() -> tuple[str, str]:
 
 
 def _stamp(data: bytes, pac: Csd, n: int = 0) -> bytes:
-    return add_tfd(data, uuid=f"5D2A4C3E-1B7F-4E8A-9C6D-{n:012d}", fecha_timbrado="2026-11-20T11:00:07", pac=pac)
+    return add_tfd(data, uuid=f"5D2A4C3E-1B7F-4E8A-9C6D-{n:012d}", fecha_timbrado="2026-11-20T11:00:07",
+                   pac=pac)
 
 
 def _generated(pac: Csd) -> dict[str, bytes]:
@@ -54,8 +55,8 @@ def _generated(pac: Csd) -> dict[str, bytes]:
         "300": dict(conceptos=300),
         "unicode": dict(conceptos=3, descripcion=UNICODE, receptor_nombre=f"Cliente {UNICODE}"),
         "rich": dict(conceptos=RICH, moneda="USD", tipo_cambio="17.2345", condiciones_de_pago="30 días",
-                     relacionados=["ED1752FE-E865-4FF2-BFE1-0F552E770DC9"], informacion_global=("04", "11", "2026"),
-                     receptor_cp="01000"),
+                     relacionados=["ED1752FE-E865-4FF2-BFE1-0F552E770DC9"],
+                     informacion_global=("04", "11", "2026"), receptor_cp="01000"),
         "pagos": dict(pagos=True, conceptos=3),
     }
     return {name: _stamp(build_invoice(fecha=FECHA, seed=i, **kw), pac, i)  # type: ignore[arg-type]
@@ -216,7 +217,8 @@ def test_fonts_core_when_cp1252_embedded_otherwise(pac: Csd) -> None:
                 names.add(str(font.get_object()["/BaseFont"]))
         return names
 
-    plain = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=10, descripcion="Ñandú acentuado – €"), pac, 10))
+    plain = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=10, descripcion="Ñandú acentuado – €"),
+                              pac, 10))
     assert font_names(plain) <= {"/Helvetica", "/Helvetica-Bold", "/Courier"}
     assert "Ñandú acentuado – € 1" in _flat(_text(plain)[0])
     uni = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=11, descripcion=UNICODE), pac, 11))
@@ -253,3 +255,25 @@ def test_same_cfdi_renders_to_the_same_bytes() -> None:
     time.sleep(1.1)
     assert render_pdf(stamped) == first
     assert b"D:20261121100000-06'00'" in first
+
+
+_RENDER_IN_CHILD = (
+    "import sys, hashlib; from pathlib import Path; from worker.cfdi.pdf import render_pdf; "
+    "print(hashlib.sha256(render_pdf(Path(sys.argv[1]).read_bytes())).hexdigest())"
+)
+
+
+def test_unicode_cfdi_renders_to_the_same_bytes_in_two_processes(pac: Csd, tmp_path: Path) -> None:
+    """Embedded tiny fonts carry no build time: two processes, a second apart, agree."""
+    import sys
+    import time
+
+    src = tmp_path / "unicode.xml"
+    src.write_bytes(_stamp(build_invoice(fecha=FECHA, seed=14, descripcion=UNICODE, conceptos=2), pac, 14))
+    digests = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _RENDER_IN_CHILD, str(src)], capture_output=True,
+                             text=True, timeout=120, check=True)
+        digests.append(out.stdout.strip())
+        time.sleep(1.1)  # a timestamp in seconds would differ
+    assert len(digests[0]) == 64 and digests[0] == digests[1]
