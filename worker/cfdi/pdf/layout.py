@@ -37,6 +37,9 @@ SHADE = (230, 230, 230)
 
 # A table's columns: (title, width mm, right-aligned)
 Columns = tuple[tuple[str, float, bool], ...]
+# mm kept free inside each side of a table cell: neighbouring cells are always 2 * PAD
+# apart (a right-aligned quantity never touches the unit code after it)
+PAD = 1.0
 
 
 def clean(text: str | None) -> str:
@@ -265,7 +268,8 @@ class Writer:
             self.y += lh
         self.y += gap
 
-    def label_values(self, pairs: Iterable[tuple[str, str]], *, x: float, width: float, size: float = 7.0) -> float:
+    def label_values(self, pairs: Iterable[tuple[str, str]], *, x: float, width: float,
+                     size: float = 7.0) -> float:
         """``Label: value`` lines (label bold) in a column; returns the bottom y."""
         y = self.y
         lh = self.lh(size)
@@ -308,37 +312,40 @@ class Writer:
         size, bold = self.size, self.bold
         self.font(6.3, True)
         lh = self.lh()
-        rows = [self.wrap(t, width - 1) for t, width, _r in columns]
+        rows = [self.wrap(t, width - 2 * PAD) for t, width, _r in columns]
         height = max(len(r) for r in rows) * lh + 1.0
         self.pdf.set_fill_color(*SHADE)
         self.pdf.rect(LEFT, self.y, WIDTH, height, style="F")
         x = LEFT
-        for (_t, width, right), lines in zip(columns, rows):
+        for (_t, width, right), lines in zip(columns, rows, strict=True):
             for i, line in enumerate(lines):
                 if right:
-                    self.put_right(x + width - 0.5, self.y + 0.5 + i * lh, line)
+                    self.put_right(x + width - PAD, self.y + 0.5 + i * lh, line)
                 else:
-                    self.put(x + 0.5, self.y + 0.5 + i * lh, line)
+                    self.put(x + PAD, self.y + 0.5 + i * lh, line)
             x += width
         self.y += height + 0.5
         self.font(size, bold)
 
     def row(self, columns: Columns, values: list[str], size: float = 6.8) -> None:
+        """One table row: each value wrapped to its column's measured width less 2 * PAD
+        (a word longer than that is cut), so no cell ever reaches the next one."""
         self.font(size)
         lh = self.lh()
-        cells = [self.wrap(v, width - 1) if v else [""] for v, (_t, width, _r) in zip(values, columns)]
+        cells = [self.wrap(v, width - 2 * PAD) if v else [""]
+                 for v, (_t, width, _r) in zip(values, columns, strict=True)]
         height = max(len(c) for c in cells) * lh
         self.need(height + 0.5)
         x = LEFT
         y = self.y
-        for (_t, width, right), lines in zip(columns, cells):
+        for (_t, width, right), lines in zip(columns, cells, strict=True):
             for i, line in enumerate(lines):
                 if not line:
                     continue
                 if right:
-                    self.put_right(x + width - 0.5, y + i * lh, line)
+                    self.put_right(x + width - PAD, y + i * lh, line)
                 else:
-                    self.put(x + 0.5, y + i * lh, line)
+                    self.put(x + PAD, y + i * lh, line)
             x += width
         self.y += height
 
