@@ -94,7 +94,8 @@ def branding_for(rfc: str, emisores: Mapping[str, Mapping[str, str]] | None) -> 
     """The logo and address configured for emisor ``rfc`` (case-insensitive), or None."""
     if not emisores:
         return None
-    entry = emisores.get(rfc.strip().upper()) or emisores.get(rfc)
+    key = rfc.strip().upper()
+    entry = next((v for k, v in emisores.items() if k.strip().upper() == key), None)
     if not entry:
         return None
     logo = load_logo(entry["logo"]) if entry.get("logo") else None

@@ -105,6 +105,7 @@ def _certified_at(fecha_timbrado: str) -> dt.datetime:
 
 
 LOGO_MAX = (40.0, 18.0)  # mm, width x height
+TITLE_MAX = 62.0  # mm: the title and serie/folio block, left of the QR
 
 
 class _Renderer:
@@ -163,10 +164,12 @@ class _Renderer:
         title_w = w.width(title)
         w.put_right(title_right, TOP, title)
         w.font(9, True)
-        if self.serie_folio:
-            folio = f"Serie y folio: {self.serie_folio}"
-            title_w = max(title_w, w.width(folio))
-            w.put_right(title_right, TOP + w.lh(13), folio)
+        if self.serie_folio:  # at most TITLE_MAX wide, wrapped under the title
+            y = TOP + w.lh(13)
+            for line in w.wrap(f"Serie y folio: {self.serie_folio}", TITLE_MAX):
+                title_w = max(title_w, w.width(line))
+                w.put_right(title_right, y, line)
+                y += w.lh()
         x = LEFT
         logo_bottom = TOP
         logo = self.branding.logo if self.branding else None
@@ -176,8 +179,8 @@ class _Renderer:
             self.pdf.image(io.BytesIO(logo.data), x=LEFT, y=TOP, w=lw, h=lh)
             x = LEFT + lw + 3
             logo_bottom = TOP + lh
-        # the emisor block stops 4 mm before the title (and keeps at least 70 mm)
-        width = max(70.0, title_right - max(title_w, 30.0) - 4 - x)
+        # the emisor block stops 4 mm before the title block
+        width = title_right - max(title_w, 30.0) - 4 - x
         w.font(11, True)
         for line in w.wrap(c.emisor.nombre, width):
             w.put(x, w.y, line)

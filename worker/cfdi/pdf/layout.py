@@ -40,6 +40,7 @@ Columns = tuple[tuple[str, float, bool], ...]
 # mm kept free inside each side of a table cell: neighbouring cells are always 2 * PAD
 # apart (a right-aligned quantity never touches the unit code after it)
 PAD = 1.0
+MIN_FIT_SIZE = 4.5  # pt: the smallest an amount is set to fit its column
 
 
 def clean(text: str | None) -> str:
@@ -328,24 +329,40 @@ class Writer:
         self.font(size, bold)
 
     def row(self, columns: Columns, values: list[str], size: float = 6.8) -> None:
-        """One table row: each value wrapped to its column's measured width less 2 * PAD
-        (a word longer than that is cut), so no cell ever reaches the next one."""
+        """One table row: each value fits its column's measured width less 2 * PAD, so no
+        cell ever reaches the next one. Text wraps (a word longer than the column is cut);
+        a right-aligned value (an amount) is never split: it is set smaller to fit, down
+        to MIN_FIT_SIZE, and wraps only past that."""
         self.font(size)
         lh = self.lh()
-        cells = [self.wrap(v, width - 2 * PAD) if v else [""]
-                 for v, (_t, width, _r) in zip(values, columns, strict=True)]
-        height = max(len(c) for c in cells) * lh
+        cells: list[tuple[list[str], float]] = []  # (lines, font size)
+        for v, (_t, width, right) in zip(values, columns, strict=True):
+            room = width - 2 * PAD
+            if not v:
+                cells.append(([""], size))
+            elif right and self.width(v) > room:
+                fit = size * room / self.width(v) * 0.999
+                cells.append(([v], fit) if fit >= MIN_FIT_SIZE else (self.wrap(v, room), size))
+            else:
+                cells.append((self.wrap(v, room), size))
+        height = max(len(lines) for lines, _s in cells) * lh
         self.need(height + 0.5)
         x = LEFT
         y = self.y
-        for (_t, width, right), lines in zip(columns, cells, strict=True):
+        for (_t, width, right), (lines, cell_size) in zip(columns, cells, strict=True):
+            top = y
+            if cell_size != size:  # smaller, on the row's baseline
+                self.font(cell_size)
+                top = y + (size - cell_size) * PT * 0.9
             for i, line in enumerate(lines):
                 if not line:
                     continue
                 if right:
-                    self.put_right(x + width - PAD, y + i * lh, line)
+                    self.put_right(x + width - PAD, top + i * lh, line)
                 else:
-                    self.put(x + PAD, y + i * lh, line)
+                    self.put(x + PAD, top + i * lh, line)
+            if cell_size != size:
+                self.font(size)
             x += width
         self.y += height
 
