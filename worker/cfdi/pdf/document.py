@@ -38,8 +38,8 @@ from worker.cfdi.pdf.layout import (
     Page,
     Writer,
     clean,
+    draw_qr,
     fonts_for,
-    qr_image,
 )
 from worker.cfdi.qr import verification_url
 from worker.cfdi.words import amount_in_words
@@ -495,7 +495,7 @@ class _Renderer:
             uuid=c.tfd.uuid, rfc_emisor=c.emisor.rfc, rfc_receptor=c.receptor.rfc,
             total=c.comprobante.total, sello=c.comprobante.sello,
         )
-        self.pdf.image(qr_image(url), x=x, y=y, w=QR_SIDE, h=QR_SIDE)
+        draw_qr(self.pdf, url, x, y, QR_SIDE)
 
 
 Emisores = Mapping[str, Mapping[str, str]]

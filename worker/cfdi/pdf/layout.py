@@ -3,7 +3,8 @@ flows text top-down over pages, shaded tables, and the QR as an image. It knows 
 of CFDIs; :mod:`worker.cfdi.pdf.document` decides what goes on the page.
 
 Speed: text is placed with ``FPDF.text`` at computed positions (no cells, no tables),
-lines are wrapped with our own word wrapper, the QR is a 1-bit image of its modules, and
+lines are wrapped with our own word wrapper, the QR (zxing-cpp's compiled encoder) is
+one vector path of its modules' runs, and
 core Helvetica is used whenever every string is cp1252; otherwise tiny per-document
 subsets of Kurinto (:mod:`worker.cfdi.fonts`) are embedded.
 """
@@ -18,7 +19,7 @@ from fpdf import FPDF
 from PIL import Image
 
 from worker.cfdi.fonts import FontPlan, plan_fonts
-from worker.cfdi.qr import MIN_SIDE_MM, make_qr
+from worker.cfdi.qr import MIN_SIDE_MM, make_qr, qr_modules
 
 PAGE_H = 297.0
 LEFT = 10.0
@@ -375,6 +376,31 @@ class Writer:
             self.put(LEFT + indent, self.y, line)
             self.y += lh
         self.pdf.set_text_color(0, 0, 0)
+
+
+def draw_qr(pdf: FPDF, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
+    """The QR of ``url`` as vector rectangles in a ``side`` mm square at (x, y), the
+    4-module quiet zone included (left white). Each run of dark modules in a row is one
+    rectangle, and all of them are one path filled once: a viewer rasterizes them as one
+    shape, so no anti-aliasing seam appears between modules at any resolution."""
+    assert side >= MIN_SIDE_MM
+    n, modules = qr_modules(url)
+    module = side / (n + 2 * QR_BORDER)
+    k = pdf.k
+    x0 = (x + QR_BORDER * module) * k
+    top = (pdf.h - y - QR_BORDER * module) * k  # PDF space: y grows upwards
+    m = module * k
+    ops = []
+    for r in range(n):
+        row = modules[r * n : (r + 1) * n]
+        c = row.find(1)
+        while c >= 0:
+            end = row.find(0, c)
+            if end < 0:
+                end = n
+            ops.append(f"{x0 + c * m:.3f} {top - (r + 1) * m:.3f} {(end - c) * m:.3f} {m:.3f} re")
+            c = row.find(1, end)
+    pdf._out("q 0 g " + " ".join(ops) + " f Q")  # noqa: SLF001 - fpdf2 has no public raw-path call
 
 
 def qr_image(url: str) -> Image.Image:
