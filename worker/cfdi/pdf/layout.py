@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpdf import FPDF
-from PIL import Image
 
 from worker.cfdi.fonts import FontPlan, plan_fonts
-from worker.cfdi.qr import MIN_SIDE_MM, make_qr, qr_modules
+from worker.cfdi.qr import MIN_SIDE_MM, qr_modules
 
 PAGE_H = 297.0
 LEFT = 10.0
@@ -29,9 +28,6 @@ TOP = 10.0
 BOTTOM = 283.0  # content stops here; the footer sits below
 PT = 0.3528  # mm per point
 QR_SIDE = 30.0  # mm, above SAT's 27.5 mm minimum
-# Any of the 8 QR masks decodes; fixing one skips segno's penalty scoring (~13 ms).
-QR_MASK: int | None = 4
-QR_PIXELS = 4  # image pixels per QR module
 QR_BORDER = 4  # quiet zone, in modules
 GRAY = (90, 90, 90)
 SHADE = (230, 230, 230)
@@ -401,34 +397,3 @@ def draw_qr(pdf: FPDF, url: str, x: float, y: float, side: float = QR_SIDE) -> N
             ops.append(f"{x0 + c * m:.3f} {top - (r + 1) * m:.3f} {(end - c) * m:.3f} {m:.3f} re")
             c = row.find(1, end)
     pdf._out("q 0 g " + " ".join(ops) + " f Q")  # noqa: SLF001 - fpdf2 has no public raw-path call
-
-
-def qr_image(url: str) -> Image.Image:
-    """The QR as a 1-bit image with the 4-module quiet zone, QR_PIXELS pixels per module.
-
-    Pixels are big on purpose: viewers smooth an image they must enlarge, and a
-    one-pixel-per-module QR comes out blurred and unreadable at 150 dpi.
-    """
-    qr = make_qr(url) if QR_MASK is None else _make_qr_masked(url)
-    rows = qr.matrix
-    n = len(rows)
-    size = n + 2 * QR_BORDER
-    stride = (size + 7) // 8 * 8  # mode "1" rows are padded to whole bytes
-    white = (1 << stride) - 1
-    packed = bytearray(white.to_bytes(stride // 8, "big") * QR_BORDER)
-    for row in rows:
-        bits = white
-        for i, dark in enumerate(row):
-            if dark:
-                bits ^= 1 << (stride - 1 - QR_BORDER - i)
-        packed += bits.to_bytes(stride // 8, "big")
-    packed += white.to_bytes(stride // 8, "big") * QR_BORDER
-    small = Image.frombytes("1", (size, size), bytes(packed))
-    assert QR_SIDE >= MIN_SIDE_MM
-    return small.resize((size * QR_PIXELS, size * QR_PIXELS), Image.NEAREST)
-
-
-def _make_qr_masked(url: str):  # type: ignore[no-untyped-def]
-    import segno
-
-    return segno.make(url, error="m", micro=False, mask=QR_MASK)
