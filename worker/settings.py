@@ -245,6 +245,32 @@ class Settings(BaseSettings):
             out[name] = value
         return out
 
+    # --- printed invoice (PDF) --------------------------------------------------------
+    # Per emisor RFC, what the PDF prints besides the CFDI: {"<RFC>": {"logo": "/path/logo.png",
+    # "address": "Av. Reforma 1, Col. Centro\nCDMX, CP 06000"}} (BILLING_PDF_EMISORES as JSON;
+    # both keys optional). The logo (PNG or JPEG) sits at the top left of page 1, at most
+    # 40 x 18 mm; the address goes under the emisor's name ("\n" breaks lines). A logo that
+    # cannot be read is left out of the PDF (and logged), never a failed PDF.
+    pdf_emisores: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("pdf_emisores", mode="before")
+    @classmethod
+    def _parse_pdf_emisores(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("pdf_emisores")
+    @classmethod
+    def _check_pdf_emisores(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for rfc, entry in value.items():
+            unknown = set(entry) - {"logo", "address"}
+            if unknown:
+                raise ValueError(
+                    f"pdf_emisores[{rfc!r}]: unknown keys {sorted(unknown)} (expected logo, address)"
+                )
+        return {rfc.strip().upper(): entry for rfc, entry in value.items()}
+
 
 def mask_url_password(url: str) -> str:
     """postgresql://u:pw@h/db -> postgresql://u:********@h/db"""

@@ -19,9 +19,11 @@ from worker.cfdi.csd import Csd, default_emisor_csd
 from worker.cfdi.extract import StampedCfdi, extract
 from worker.cfdi.factory import build_invoice
 from worker.cfdi.pdf import LEGEND, render_pdf
+from worker.cfdi.pdf import format as fmt
 from worker.cfdi.qr import format_total, verification_url
 from worker.cfdi.sealing import seal
 from worker.cfdi.tfd import add_tfd, find_tfd
+from worker.cfdi.words import amount_in_words
 from worker.cfdi.xml import parse
 
 FECHA = dt.datetime(2026, 11, 20, 11, 0, 0)
@@ -44,7 +46,8 @@ def qr_tools() -> tuple[str, str]:
 
 
 def _stamp(data: bytes, pac: Csd, n: int = 0) -> bytes:
-    return add_tfd(data, uuid=f"5D2A4C3E-1B7F-4E8A-9C6D-{n:012d}", fecha_timbrado="2026-11-20T11:00:07", pac=pac)
+    return add_tfd(data, uuid=f"5D2A4C3E-1B7F-4E8A-9C6D-{n:012d}", fecha_timbrado="2026-11-20T11:00:07",
+                   pac=pac)
 
 
 def _generated(pac: Csd) -> dict[str, bytes]:
@@ -54,8 +57,8 @@ def _generated(pac: Csd) -> dict[str, bytes]:
         "300": dict(conceptos=300),
         "unicode": dict(conceptos=3, descripcion=UNICODE, receptor_nombre=f"Cliente {UNICODE}"),
         "rich": dict(conceptos=RICH, moneda="USD", tipo_cambio="17.2345", condiciones_de_pago="30 días",
-                     relacionados=["ED1752FE-E865-4FF2-BFE1-0F552E770DC9"], informacion_global=("04", "11", "2026"),
-                     receptor_cp="01000"),
+                     relacionados=["ED1752FE-E865-4FF2-BFE1-0F552E770DC9"],
+                     informacion_global=("04", "11", "2026"), receptor_cp="01000"),
         "pagos": dict(pagos=True, conceptos=3),
     }
     return {name: _stamp(build_invoice(fecha=FECHA, seed=i, **kw), pac, i)  # type: ignore[arg-type]
@@ -101,42 +104,60 @@ def _check_fields(cfdi: StampedCfdi, pdf: bytes) -> None:
     flat = _flat(text)
     bare = "".join(text.split())
     c, tfd = cfdi.comprobante, cfdi.tfd
+    cur = c.moneda
+
+    def money(value: str | None) -> str:
+        return fmt.money(value, cur)
+
     for value in (
-        tfd.uuid, tfd.fecha_timbrado, tfd.no_certificado_sat, tfd.rfc_prov_certif, c.no_certificado, c.fecha,
-        c.lugar_expedicion, c.subtotal, c.total, c.moneda, c.exportacion, c.tipo_de_comprobante,
+        tfd.uuid, tfd.no_certificado_sat, tfd.rfc_prov_certif, c.no_certificado,
+        f"Fecha y hora de emisión: {fmt.date_time(c.fecha)} (hora local, CP {c.lugar_expedicion})",
+        f"Fecha y hora de certificación: {fmt.date_time(tfd.fecha_timbrado)} (hora del centro de México)",
+        f"Lugar de expedición (CP): {c.lugar_expedicion}", f"Subtotal: {money(c.subtotal)}",
+        f"Total ({cur}): {money(c.total)}", c.moneda, c.exportacion, c.tipo_de_comprobante,
         cfdi.emisor.rfc, cfdi.emisor.regimen_fiscal, cfdi.receptor.rfc, cfdi.receptor.domicilio_fiscal,
         cfdi.receptor.regimen_fiscal, cfdi.receptor.uso_cfdi, LEGEND,
-        "Fecha y hora de emisión", "Fecha y hora de certificación", "No. de serie del CSD del emisor",
-        "No. de serie del certificado del SAT", "Folio fiscal (UUID)",
+        "No. de serie del CSD del emisor", "No. de serie del certificado del SAT", "Folio fiscal (UUID)",
     ):
         assert value in flat, value
-    for optional in (c.serie, c.folio, c.descuento, c.tipo_cambio, c.forma_pago, c.metodo_pago):
+    # the machine form of the dates only in the TFD cadena original; ISO "T" nowhere else
+    assert f"|{tfd.fecha_timbrado}|" in bare
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", re.sub(r"\|\|1\.1\|[^ ]*?\|\|", "", bare))
+    if cur != "XXX":
+        assert f"Importe con letra: {amount_in_words(c.total, cur)}" in flat
+    for optional in (c.serie, c.folio, c.tipo_cambio, c.forma_pago, c.metodo_pago):
         if optional:
             assert optional in flat, optional
+    if c.descuento:
+        assert f"Descuento: {money(c.descuento)}" in flat
     assert _flat(cfdi.emisor.nombre) in flat and _flat(cfdi.receptor.nombre) in flat
     # both sellos and the TFD cadena, whole (they wrap over lines)
     assert "".join(c.sello.split()) in bare
     assert tfd.sello_sat in bare
     assert "".join(tfd.cadena_original.split()) in bare
     for con in cfdi.conceptos:
-        assert _words_in_order(
-            " ".join([con.clave_prod_serv, con.cantidad, con.clave_unidad, _flat(con.descripcion),
-                      con.valor_unitario, con.importe]), flat), con.descripcion
+        row = [con.clave_prod_serv, fmt.quantity(con.cantidad), con.clave_unidad, _flat(con.descripcion),
+               money(con.valor_unitario), money(con.importe)]
+        assert _words_in_order(" ".join(row), flat), con.descripcion
         for t in con.traslados:
-            assert _words_in_order(f"Traslados: {t.tipo_factor} {t.tasa_o_cuota or ''} Base {t.base}", flat)
+            rate = fmt.rate(t.tasa_o_cuota, t.tipo_factor) if t.tasa_o_cuota else ""
+            assert _words_in_order(f"Traslados: {t.tipo_factor} {rate} base {money(t.base)}", _flat(flat))
     for t in cfdi.impuestos.traslados:
         if t.importe:
-            assert _words_in_order(f"{t.tasa_o_cuota} (base {t.base}): {t.importe}", flat)
+            rate = _flat(fmt.rate(t.tasa_o_cuota, t.tipo_factor))
+            assert f"{rate} (base {money(t.base)}): {money(t.importe)}" in flat
     if cfdi.impuestos.total_trasladados:
-        assert f"Total impuestos trasladados: {cfdi.impuestos.total_trasladados}" in flat
+        assert f"Total impuestos trasladados: {money(cfdi.impuestos.total_trasladados)}" in flat
     for rel in cfdi.relacionados:
         assert rel.tipo_relacion in flat and all(u in flat for u in rel.uuids)
     if cfdi.pagos:
         assert "Complemento para recepción de pagos 2.0" in flat
         for pago in cfdi.pagos.pagos:
-            assert f"monto {pago.monto}" in flat
+            assert f"monto {fmt.money(pago.monto, pago.moneda)}" in flat
             for d in pago.documentos:
-                assert d.id_documento in bare and d.imp_pagado in flat and d.imp_saldo_insoluto in flat
+                assert d.id_documento in bare
+                assert fmt.money(d.imp_pagado, d.moneda) in flat
+                assert fmt.money(d.imp_saldo_insoluto, d.moneda) in flat
     numbers = re.findall(r"Página (\d+) de (\d+)", flat)
     assert [int(n) for n, _ in numbers] == list(range(1, pages + 1))
     assert {int(m) for _, m in numbers} == {pages}
@@ -216,7 +237,8 @@ def test_fonts_core_when_cp1252_embedded_otherwise(pac: Csd) -> None:
                 names.add(str(font.get_object()["/BaseFont"]))
         return names
 
-    plain = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=10, descripcion="Ñandú acentuado – €"), pac, 10))
+    plain = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=10, descripcion="Ñandú acentuado – €"),
+                              pac, 10))
     assert font_names(plain) <= {"/Helvetica", "/Helvetica-Bold", "/Courier"}
     assert "Ñandú acentuado – € 1" in _flat(_text(plain)[0])
     uni = render_pdf(_stamp(build_invoice(fecha=FECHA, seed=11, descripcion=UNICODE), pac, 11))
@@ -253,3 +275,25 @@ def test_same_cfdi_renders_to_the_same_bytes() -> None:
     time.sleep(1.1)
     assert render_pdf(stamped) == first
     assert b"D:20261121100000-06'00'" in first
+
+
+_RENDER_IN_CHILD = (
+    "import sys, hashlib; from pathlib import Path; from worker.cfdi.pdf import render_pdf; "
+    "print(hashlib.sha256(render_pdf(Path(sys.argv[1]).read_bytes())).hexdigest())"
+)
+
+
+def test_unicode_cfdi_renders_to_the_same_bytes_in_two_processes(pac: Csd, tmp_path: Path) -> None:
+    """Embedded tiny fonts carry no build time: two processes, a second apart, agree."""
+    import sys
+    import time
+
+    src = tmp_path / "unicode.xml"
+    src.write_bytes(_stamp(build_invoice(fecha=FECHA, seed=14, descripcion=UNICODE, conceptos=2), pac, 14))
+    digests = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _RENDER_IN_CHILD, str(src)], capture_output=True,
+                             text=True, timeout=120, check=True)
+        digests.append(out.stdout.strip())
+        time.sleep(1.1)  # a timestamp in seconds would differ
+    assert len(digests[0]) == 64 and digests[0] == digests[1]

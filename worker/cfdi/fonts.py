@@ -5,7 +5,9 @@ Kurinto Sans, a pan-Unicode family, with Kurinto Sans SC/JP/KR/TC as CJK fallbac
 They are 5-10 MB each, and fpdf2 parses and subsets a font file on every document, which
 costs hundreds of milliseconds. So each face is parsed once per process, and every
 document gets a tiny font (only the characters it prints) built with fontTools'
-FontBuilder from the parsed glyphs; tiny fonts are cached by character set.
+FontBuilder from the parsed glyphs; tiny fonts are cached by character set. A tiny font's
+bytes depend only on the face and the character set (its head dates are the face's), so
+a PDF's bytes do not depend on the process or the clock.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class _Face:
         family = names.getBestFamilyName() or "Kurinto"
         style = names.getBestSubFamilyName() or "Regular"
         fb = FontBuilder(head.unitsPerEm, isTTF=True)
+        # FontBuilder stamps head.created/modified with the current time, which made the
+        # same CFDI render to different bytes in different processes: take the face's own.
+        fb.font["head"].created, fb.font["head"].modified = head.created, head.modified
         fb.setupGlyphOrder(order)
         fb.setupCharacterMap(cmap)
         fb.setupGlyf({name: self.glyf[name] for name in order})

@@ -4,6 +4,10 @@
 decimal (1000.00 -> 1000.0, 0 -> 0.0, 0.1234565 -> 0.123457); ``fe`` the last 8
 characters of the emisor's Sello, as they are (not URL-encoded). Error correction is
 at least M; the printed side must be at least 2.75 cm.
+
+:func:`qr_modules` is what the PDF draws: zxing-cpp's compiled encoder (about 0.5 ms,
+against 2-3 ms for segno's pure-Python one), with segno as the fallback where the
+zxing-cpp wheel is not installed. Both give a QR at level M that decodes to the URL.
 """
 
 from __future__ import annotations
@@ -35,6 +39,25 @@ def verification_url(*, uuid: str, rfc_emisor: str, rfc_receptor: str, total: st
 def make_qr(url: str) -> segno.QRCode:
     """The QR with error correction M (segno may raise it when that costs no extra size)."""
     return segno.make(url, error="m", micro=False)
+
+
+def qr_modules(url: str) -> tuple[int, bytes]:
+    """The QR of ``url`` at error correction M, without quiet zone: its side in modules
+    and its modules row by row, one byte each (non-zero = dark)."""
+    try:
+        import zxingcpp
+    except ImportError:  # pragma: no cover - zxing-cpp is a dependency; segno is the fallback
+        rows = make_qr(url).matrix
+        return len(rows), bytes(1 if dark else 0 for row in rows for dark in row)
+    code = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+    view = memoryview(code.to_image(scale=1, add_quiet_zones=False))
+    n = view.shape[0]
+    assert view.shape == (n, n), view.shape
+    # the image is 0 for a dark module, 255 for a light one
+    return n, bytes(view).translate(_INVERT)
+
+
+_INVERT = bytes([1] + [0] * 255)
 
 
 def qr_matrix(url: str) -> tuple[tuple[int, ...], ...]:

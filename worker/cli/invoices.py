@@ -111,7 +111,7 @@ def show(
     if pdf:
         from worker.cfdi.pdf import render_pdf
 
-        pdf.write_bytes(render_pdf(stamped))  # type: ignore[arg-type]
+        pdf.write_bytes(render_pdf(stamped, ctx.settings.pdf_emisores))  # type: ignore[arg-type]
     if as_json:
         typer.echo(dumps(detail, indent=2))
     else:

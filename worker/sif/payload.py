@@ -124,6 +124,7 @@ def body_for(invoice: Invoice, notification: Notification, *, type_: str = "S") 
         # Imported here so the NOK path and the rest of the package work without them.
         from worker.cfdi.extract import receptor_fiscal_data
         from worker.cfdi.pdf import render_pdf
+        from worker.settings import get_settings
 
         stamped = bytes(invoice.stamped_xml)
         return build_ok(
@@ -131,7 +132,7 @@ def body_for(invoice: Invoice, notification: Notification, *, type_: str = "S") 
             sat_uuid=invoice.sat_uuid,
             pedidoga=invoice.pedidoga,
             stamped_xml=stamped,
-            pdf=render_pdf(stamped),
+            pdf=render_pdf(stamped, get_settings().pdf_emisores),  # the emisor's logo and address
             datos_fiscales=receptor_fiscal_data(stamped),
             type_=type_,
         )

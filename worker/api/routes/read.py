@@ -112,5 +112,6 @@ async def get_invoice_pdf(
     stamped = _stamped(invoice)
     from worker.cfdi.pdf import render_pdf  # fonts and images: loaded on first use
 
-    pdf = await run_in_threadpool(render_pdf, stamped)
+    emisores = services_of(request).settings.pdf_emisores
+    pdf = await run_in_threadpool(render_pdf, stamped, emisores)
     return Response(pdf, media_type="application/pdf", headers=_filename(invoice, "pdf"))

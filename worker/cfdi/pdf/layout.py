@@ -3,7 +3,8 @@ flows text top-down over pages, shaded tables, and the QR as an image. It knows 
 of CFDIs; :mod:`worker.cfdi.pdf.document` decides what goes on the page.
 
 Speed: text is placed with ``FPDF.text`` at computed positions (no cells, no tables),
-lines are wrapped with our own word wrapper, the QR is a 1-bit image of its modules, and
+lines are wrapped with our own word wrapper, the QR (zxing-cpp's compiled encoder) is
+one vector path of its modules' runs, and
 core Helvetica is used whenever every string is cp1252; otherwise tiny per-document
 subsets of Kurinto (:mod:`worker.cfdi.fonts`) are embedded.
 """
@@ -15,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpdf import FPDF
-from PIL import Image
 
 from worker.cfdi.fonts import FontPlan, plan_fonts
-from worker.cfdi.qr import MIN_SIDE_MM, make_qr
+from worker.cfdi.qr import MIN_SIDE_MM, qr_modules
 
 PAGE_H = 297.0
 LEFT = 10.0
@@ -28,15 +28,16 @@ TOP = 10.0
 BOTTOM = 283.0  # content stops here; the footer sits below
 PT = 0.3528  # mm per point
 QR_SIDE = 30.0  # mm, above SAT's 27.5 mm minimum
-# Any of the 8 QR masks decodes; fixing one skips segno's penalty scoring (~13 ms).
-QR_MASK: int | None = 4
-QR_PIXELS = 4  # image pixels per QR module
 QR_BORDER = 4  # quiet zone, in modules
 GRAY = (90, 90, 90)
 SHADE = (230, 230, 230)
 
 # A table's columns: (title, width mm, right-aligned)
 Columns = tuple[tuple[str, float, bool], ...]
+# mm kept free inside each side of a table cell: neighbouring cells are always 2 * PAD
+# apart (a right-aligned quantity never touches the unit code after it)
+PAD = 1.0
+MIN_FIT_SIZE = 4.5  # pt: the smallest an amount is set to fit its column
 
 
 def clean(text: str | None) -> str:
@@ -265,7 +266,8 @@ class Writer:
             self.y += lh
         self.y += gap
 
-    def label_values(self, pairs: Iterable[tuple[str, str]], *, x: float, width: float, size: float = 7.0) -> float:
+    def label_values(self, pairs: Iterable[tuple[str, str]], *, x: float, width: float,
+                     size: float = 7.0) -> float:
         """``Label: value`` lines (label bold) in a column; returns the bottom y."""
         y = self.y
         lh = self.lh(size)
@@ -308,37 +310,56 @@ class Writer:
         size, bold = self.size, self.bold
         self.font(6.3, True)
         lh = self.lh()
-        rows = [self.wrap(t, width - 1) for t, width, _r in columns]
+        rows = [self.wrap(t, width - 2 * PAD) for t, width, _r in columns]
         height = max(len(r) for r in rows) * lh + 1.0
         self.pdf.set_fill_color(*SHADE)
         self.pdf.rect(LEFT, self.y, WIDTH, height, style="F")
         x = LEFT
-        for (_t, width, right), lines in zip(columns, rows):
+        for (_t, width, right), lines in zip(columns, rows, strict=True):
             for i, line in enumerate(lines):
                 if right:
-                    self.put_right(x + width - 0.5, self.y + 0.5 + i * lh, line)
+                    self.put_right(x + width - PAD, self.y + 0.5 + i * lh, line)
                 else:
-                    self.put(x + 0.5, self.y + 0.5 + i * lh, line)
+                    self.put(x + PAD, self.y + 0.5 + i * lh, line)
             x += width
         self.y += height + 0.5
         self.font(size, bold)
 
     def row(self, columns: Columns, values: list[str], size: float = 6.8) -> None:
+        """One table row: each value fits its column's measured width less 2 * PAD, so no
+        cell ever reaches the next one. Text wraps (a word longer than the column is cut);
+        a right-aligned value (an amount) is never split: it is set smaller to fit, down
+        to MIN_FIT_SIZE, and wraps only past that."""
         self.font(size)
         lh = self.lh()
-        cells = [self.wrap(v, width - 1) if v else [""] for v, (_t, width, _r) in zip(values, columns)]
-        height = max(len(c) for c in cells) * lh
+        cells: list[tuple[list[str], float]] = []  # (lines, font size)
+        for v, (_t, width, right) in zip(values, columns, strict=True):
+            room = width - 2 * PAD
+            if not v:
+                cells.append(([""], size))
+            elif right and self.width(v) > room:
+                fit = size * room / self.width(v) * 0.999
+                cells.append(([v], fit) if fit >= MIN_FIT_SIZE else (self.wrap(v, room), size))
+            else:
+                cells.append((self.wrap(v, room), size))
+        height = max(len(lines) for lines, _s in cells) * lh
         self.need(height + 0.5)
         x = LEFT
         y = self.y
-        for (_t, width, right), lines in zip(columns, cells):
+        for (_t, width, right), (lines, cell_size) in zip(columns, cells, strict=True):
+            top = y
+            if cell_size != size:  # smaller, on the row's baseline
+                self.font(cell_size)
+                top = y + (size - cell_size) * PT * 0.9
             for i, line in enumerate(lines):
                 if not line:
                     continue
                 if right:
-                    self.put_right(x + width - 0.5, y + i * lh, line)
+                    self.put_right(x + width - PAD, top + i * lh, line)
                 else:
-                    self.put(x + 0.5, y + i * lh, line)
+                    self.put(x + PAD, top + i * lh, line)
+            if cell_size != size:
+                self.font(size)
             x += width
         self.y += height
 
@@ -353,32 +374,26 @@ class Writer:
         self.pdf.set_text_color(0, 0, 0)
 
 
-def qr_image(url: str) -> Image.Image:
-    """The QR as a 1-bit image with the 4-module quiet zone, QR_PIXELS pixels per module.
-
-    Pixels are big on purpose: viewers smooth an image they must enlarge, and a
-    one-pixel-per-module QR comes out blurred and unreadable at 150 dpi.
-    """
-    qr = make_qr(url) if QR_MASK is None else _make_qr_masked(url)
-    rows = qr.matrix
-    n = len(rows)
-    size = n + 2 * QR_BORDER
-    stride = (size + 7) // 8 * 8  # mode "1" rows are padded to whole bytes
-    white = (1 << stride) - 1
-    packed = bytearray(white.to_bytes(stride // 8, "big") * QR_BORDER)
-    for row in rows:
-        bits = white
-        for i, dark in enumerate(row):
-            if dark:
-                bits ^= 1 << (stride - 1 - QR_BORDER - i)
-        packed += bits.to_bytes(stride // 8, "big")
-    packed += white.to_bytes(stride // 8, "big") * QR_BORDER
-    small = Image.frombytes("1", (size, size), bytes(packed))
-    assert QR_SIDE >= MIN_SIDE_MM
-    return small.resize((size * QR_PIXELS, size * QR_PIXELS), Image.NEAREST)
-
-
-def _make_qr_masked(url: str):  # type: ignore[no-untyped-def]
-    import segno
-
-    return segno.make(url, error="m", micro=False, mask=QR_MASK)
+def draw_qr(pdf: FPDF, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
+    """The QR of ``url`` as vector rectangles in a ``side`` mm square at (x, y), the
+    4-module quiet zone included (left white). Each run of dark modules in a row is one
+    rectangle, and all of them are one path filled once: a viewer rasterizes them as one
+    shape, so no anti-aliasing seam appears between modules at any resolution."""
+    assert side >= MIN_SIDE_MM
+    n, modules = qr_modules(url)
+    module = side / (n + 2 * QR_BORDER)
+    k = pdf.k
+    x0 = (x + QR_BORDER * module) * k
+    top = (pdf.h - y - QR_BORDER * module) * k  # PDF space: y grows upwards
+    m = module * k
+    ops = []
+    for r in range(n):
+        row = modules[r * n : (r + 1) * n]
+        c = row.find(1)
+        while c >= 0:
+            end = row.find(0, c)
+            if end < 0:
+                end = n
+            ops.append(f"{x0 + c * m:.3f} {top - (r + 1) * m:.3f} {(end - c) * m:.3f} {m:.3f} re")
+            c = row.find(1, end)
+    pdf._out("q 0 g " + " ".join(ops) + " f Q")  # noqa: SLF001 - fpdf2 has no public raw-path call
