@@ -102,7 +102,7 @@ def reconcile(
             for r in results:
                 line = f"{r.plan.invoice_id} {r.plan.reference}: {r.message}"
                 (console if r.done else err_console).print(
-                    f"{'✓' if r.done else '✗'} adopt {line}", markup=False, highlight=False)
+                    f"{'✓' if r.done else '✗'} adopt {line}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         by_uuid = {r.plan.key: r.as_dict() for r in results}
         for report in reports:
@@ -124,20 +124,20 @@ def _show_report(report: RfcReport) -> None:
             f"Finkok listed {report.finkok_uuids}, credits used "
             f"{'?' if report.credits_used is None else report.credits_used}, "
             f"our stamps {report.our_stamps}")
-    console.print(head, markup=False, highlight=False)
+    console.print(head, markup=False, highlight=False, soft_wrap=True)
     if report.error:
-        err_console.print(f"  ✗ {report.error}", markup=False, highlight=False)
+        err_console.print(f"  ✗ {report.error}", markup=False, highlight=False, soft_wrap=True)
     for o in report.orphans:
         who = f"invoice {o.invoice_id} ref {o.reference} ({o.state})" if o.invoice_id else "no invoice"
         console.print(f"  orphan  {o.uuid} ({o.fecha or '-'}): {who}: {o.match}: {o.note}",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     for p in report.phantoms:
         console.print(f"  phantom {p.sat_uuid}: invoice {p.invoice_id} ref {p.reference} ({p.state}): "
                       f"Finkok `stamped` said {p.finkok_stamped}; SAT: {p.sat_estado or '-'}",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     if report.clean:
         console.print("  clean: every stamp Finkok lists is ours, every stamp of ours is listed",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def _show_last(ctx: Context, as_json: bool) -> None:
@@ -164,12 +164,12 @@ def _show_last(ctx: Context, as_json: bool) -> None:
                 f"{row.our_stamps}; orphans {row.orphans} (matched {row.matched}, adopted "
                 f"{row.adopted}), phantoms {row.phantoms}"
                 + (f"; error: {row.error}" if row.error else ""),
-                markup=False, highlight=False)
+                markup=False, highlight=False, soft_wrap=True)
             for o in (row.details or {}).get("orphans", []):
                 console.print(f"  orphan  {o['uuid']}: {o['match']}"
                               f"{' (adopted)' if o.get('adopted') else ''}: {o['note']}",
-                              markup=False, highlight=False)
+                              markup=False, highlight=False, soft_wrap=True)
             for p in (row.details or {}).get("phantoms", []):
                 console.print(f"  phantom {p['sat_uuid']}: invoice {p['invoice_id']}: Finkok "
                               f"`stamped` said {p['finkok_stamped']}; SAT: {p['sat_estado']}",
-                              markup=False, highlight=False)
+                              markup=False, highlight=False, soft_wrap=True)
