@@ -42,3 +42,13 @@ def test_gauges_follow_the_latest_run(engine: Engine, sessions: sessionmaker[Ses
     value = create_registry(engine).get_sample_value
     assert value("billing_reconcile_failed", {"taxpayer_id": EMISOR}) == 1
     assert value("billing_reconcile_orphans", {"taxpayer_id": EMISOR}) == 1  # still there
+
+
+def test_the_adopt_edge() -> None:
+    """Unfenced, to stamped, only from states no worker holds a lease on and that hold no
+    stamp (worker.ops.adopt says why each is safe)."""
+    from worker.db.states import INVOICE_EDGES
+
+    edge = INVOICE_EDGES["adopt"]
+    assert (edge.target, edge.fenced, edge.due) == ("stamped", False, None)
+    assert edge.sources == {"failed", "rejected", "retry_wait", "received"}

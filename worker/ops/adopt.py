@@ -23,6 +23,9 @@ Which states ``adopt`` leaves (``worker.db.states``), and why each is safe:
   settle is the one to write the outcome (the next reconciliation sees what it did).
 * not ``pending``/``stamped``: the invoice holds a stamp already; a second UUID for the
   same document is a double stamp to report, never to adopt.
+* a ``held`` state (invoices parked while a Finkok breaker is open) does not exist in this
+  lifecycle yet; when it comes it belongs among the sources for the same reason as
+  ``retry_wait``: no lease is held, and a release is a compare-and-set from it.
 
 Before moving, the invoice is read again and the stamp checked once more: it is still
 in an adoptable state and holds no UUID, the stamped XML's TFD names the orphan's UUID, and
