@@ -25,6 +25,7 @@ NOTIFY_TASK = "billing.notify_sif"
 SWEEP_TASK = "billing.sweep"
 POLL_PENDING_TASK = "billing.poll_pending"
 POLL_CREDITS_TASK = "billing.poll_credits"
+RECONCILE_TASK = "billing.reconcile"
 
 # The longest a task may run: a Finkok call is bounded by its read timeout (60 s default),
 # a few calls per task at most. The hard limit kills a stuck child; the DB lease (longer)
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             POLL_PENDING_TASK: {"queue": MAINTENANCE_QUEUE},
             POLL_CREDITS_TASK: {"queue": MAINTENANCE_QUEUE},
+            RECONCILE_TASK: {"queue": MAINTENANCE_QUEUE},
         },
     )
     return app

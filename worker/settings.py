@@ -271,6 +271,16 @@ class Settings(BaseSettings):
                 )
         return {rfc.strip().upper(): entry for rfc, entry in value.items()}
 
+    # --- reconciliation against Finkok's ledger (worker.ops.reconcile) ------------------
+    # How often the beat runs `billing.reconcile`, and how far back each run looks: a
+    # window longer than the interval overlaps the previous run's, so a stamp Finkok
+    # reports late (or a run that failed) is still seen by the next one.
+    reconcile_interval_s: float = Field(86400.0, gt=0)
+    reconcile_window_s: float = Field(2 * 86400.0, gt=0)
+    # Emisor RFCs to reconcile, comma-separated. Empty: the emisor RFCs of the invoices
+    # created in the last 90 days (Finkok's get_xml reaches three months back).
+    reconcile_rfcs: str = ""
+
 
 def mask_url_password(url: str) -> str:
     """postgresql://u:pw@h/db -> postgresql://u:********@h/db"""

@@ -26,6 +26,7 @@ from worker.celery_app import (
     NOTIFY_TASK,
     POLL_CREDITS_TASK,
     POLL_PENDING_TASK,
+    RECONCILE_TASK,
     STAMP_TASK,
     SWEEP_TASK,
     create_app,
@@ -118,6 +119,19 @@ def poll_credits(self: Task[Any, Any]) -> int:
     return len(run(r.sessions, r.finkok, r.settings))
 
 
+@shared_task(name=RECONCILE_TASK, bind=True, soft_time_limit=3600, time_limit=3700)
+def reconcile(self: Task[Any, Any]) -> int:
+    """Finkok's ledger vs ours for each RFC over the last reconcile_window_s
+    (worker.ops.reconcile): findings stored, never adopted (an operator adopts, audited, with
+    `billing reconcile --yes`). Returns the unresolved orphans and phantoms."""
+    from worker.ops.reconcile import RECONCILE, run_reconcile
+
+    r = resources(self.app)
+    _run_id, reports = run_reconcile(r.sessions, r.finkok, r.settings, trigger="beat")
+    _heartbeat(r, RECONCILE, r.settings.reconcile_interval_s)
+    return sum(rep.unresolved_orphans + len(rep.phantoms) for rep in reports)
+
+
 def _heartbeat(r: Resources, name: str, interval_s: float) -> None:
     """Record that a periodic job ran (worker.ops.heartbeats); a failure only logs."""
     from worker.ops.heartbeats import record
@@ -161,6 +175,9 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         "poll-credits": {"task": POLL_CREDITS_TASK, "schedule": settings.credits_poll_interval_s,
                          "options": {"queue": MAINTENANCE_QUEUE,
                                      "expires": settings.credits_poll_interval_s}},
+        "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_s,
+                      "options": {"queue": MAINTENANCE_QUEUE,
+                                  "expires": settings.reconcile_interval_s}},
     }
     app.finalize(auto=True)  # binds the shared tasks above to this app
     return app

@@ -8,10 +8,12 @@ from worker.cli import (
     api,
     db,
     enqueue,
+    finkok_cmd,
     flower_cmd,
     health_cmd,
     invoices,
     metrics_cmd,
+    reconcile_cmd,
     repair,
     run,
     settings_cmd,
@@ -45,3 +47,5 @@ app.command("stats")(stats_cmd.stats)
 app.command("flower")(flower_cmd.flower)
 app.command("metrics")(metrics_cmd.metrics)
 app.command("health")(health_cmd.health)
+app.command("reconcile")(reconcile_cmd.reconcile)
+app.add_typer(finkok_cmd.app, name="finkok")

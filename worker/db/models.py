@@ -322,3 +322,39 @@ class Breaker(Base):
     probe_id: Mapped[str | None] = mapped_column(String(36))
     fingerprint: Mapped[str | None] = mapped_column(String(64))  # SIF: the settings it failed with
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+class ReconcileRun(Base):
+    """One reconciliation of one emisor RFC against Finkok's ledger (``worker.ops.reconcile``).
+
+    A row per RFC per run (``run_id`` groups the RFCs of one run). ``orphans`` are UUIDs
+    Finkok lists that no invoice holds (``matched`` of them are documents of ours,
+    ``adopted`` were taken as their invoice's stamp in this run); ``phantoms`` are stamps of
+    ours Finkok neither lists nor confirms through ``stamped``. ``details`` holds one entry
+    per orphan and phantom (UUIDs, invoice ids, what Finkok and SAT said); never a secret.
+    """
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    trigger: Mapped[str] = mapped_column(String(16))  # cli / beat
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    emisor_rfc: Mapped[str] = mapped_column(String(13))
+    window_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    window_to: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finkok_uuids: Mapped[int] = mapped_column(Integer, default=0)  # report_uuid's count
+    credits_used: Mapped[int | None] = mapped_column(Integer)  # report_total (None: unknown)
+    our_stamps: Mapped[int] = mapped_column(Integer, default=0)
+    orphans: Mapped[int] = mapped_column(Integer, default=0)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    adopted: Mapped[int] = mapped_column(Integer, default=0)
+    phantoms: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # the run could not ask Finkok
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_reconcile_runs_emisor_started", "emisor_rfc", "started_at"),
+        Index("ix_reconcile_runs_run_id", "run_id"),
+    )

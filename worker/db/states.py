@@ -89,6 +89,8 @@ INVOICE_EDGES: dict[str, Edge] = {e.name: e for e in (
     _edge("sat_done", {S.PENDING}, S.STAMPED, due="next_attempt"),
     # Operations and intake: back to stamping, optionally with a corrected XML.
     _edge("reprocess", {S.REJECTED, S.FAILED}, S.RECEIVED),
+    # Reconciliation takes a stamp Finkok holds for this very document (worker.ops.adopt).
+    _edge("adopt", {S.FAILED, S.REJECTED, S.RETRY_WAIT, S.RECEIVED, S.HELD}, S.STAMPED),
 )}
 
 N = NotificationState

@@ -12,7 +12,12 @@ deleted (Finkok calls, SIF deliveries), so they only grow. When the database doe
 answer, a scrape still succeeds with ``billing_database_up 0`` and nothing else, and a
 warning is logged.
 
-Cost: one connection and seven GROUP BY queries per scrape; the Finkok call counter and
+The reconciliation gauges (``billing_reconcile_*``) come from the latest stored run of each
+emisor RFC (``reconcile_runs``): orphans and phantoms from the latest run that could ask
+Finkok, ``failed`` from the latest run at all, so a failing run neither hides nor clears
+what the previous one found.
+
+Cost: one connection and nine small queries per scrape; the Finkok call counter and
 latency histogram scan ``stamp_attempts`` and the SIF counter ``delivery_attempts``.
 """
 
@@ -39,6 +44,7 @@ from worker.db.models import (
     Heartbeat,
     Invoice,
     Notification,
+    ReconcileRun,
     StampAttempt,
     utcnow,
 )
@@ -186,6 +192,37 @@ def _heartbeats(conn: Connection) -> Iterator[Metric]:
     yield from (at, every)
 
 
+def _reconcile(conn: Connection) -> Iterator[Metric]:
+    orphans = GaugeMetricFamily(
+        "billing_reconcile_orphans",
+        "Stamps Finkok lists for the RFC that no invoice holds, not adopted (last reconciliation)",
+        labels=["taxpayer_id"])
+    phantoms = GaugeMetricFamily(
+        "billing_reconcile_phantoms",
+        "Stamps of ours Finkok neither lists nor returns through `stamped` (last reconciliation)",
+        labels=["taxpayer_id"])
+    last = GaugeMetricFamily("billing_reconcile_last_run_timestamp_seconds",
+                             "When the RFC was last reconciled against Finkok (Unix time)",
+                             labels=["taxpayer_id"])
+    failed = GaugeMetricFamily("billing_reconcile_failed",
+                               "1 when the RFC's last reconciliation could not ask Finkok",
+                               labels=["taxpayer_id"])
+    r = ReconcileRun
+    latest = select(func.max(r.id)).group_by(r.emisor_rfc)
+    for row in conn.execute(select(r.emisor_rfc, r.started_at, r.finished_at, r.error)
+                            .where(r.id.in_(latest)).order_by(r.emisor_rfc)).mappings():
+        rfc = str(row["emisor_rfc"])
+        last.add_metric([rfc], (row["finished_at"] or row["started_at"]).timestamp())
+        failed.add_metric([rfc], 1.0 if row["error"] else 0.0)
+    answered = select(func.max(r.id)).where(r.error.is_(None)).group_by(r.emisor_rfc)
+    for row in conn.execute(select(r.emisor_rfc, r.orphans, r.adopted, r.phantoms)
+                            .where(r.id.in_(answered)).order_by(r.emisor_rfc)).mappings():
+        rfc = str(row["emisor_rfc"])
+        orphans.add_metric([rfc], float(max(0, row["orphans"] - row["adopted"])))
+        phantoms.add_metric([rfc], float(row["phantoms"]))
+    yield from (orphans, phantoms, last, failed)
+
+
 def _collect(conn: Connection, now: datetime) -> Iterator[Metric]:
     yield from _states(conn, Invoice, [str(s) for s in InvoiceState], MOVING_INVOICE_STATES, now,
                        "invoice", "Invoice")
@@ -195,3 +232,4 @@ def _collect(conn: Connection, now: datetime) -> Iterator[Metric]:
     yield from _sif(conn)
     yield from _credits(conn)
     yield from _heartbeats(conn)
+    yield from _reconcile(conn)

@@ -1,17 +1,21 @@
 """Utilities, registration (reseller customers) and manifest services of the local Finkok.
 
 Answers use the messages Finkok is known to send ("Account Created successfully",
-"RFC Invalido", "The user is on demand type", ...); reports are computed from what the
-sandbox stamped.
+"RFC Invalido", "The user is on demand type", ...); reports (``report_uuid``, ``report_total``) and
+``get_xml`` are computed from the sandbox's own ledger: what it stamped, in the asked
+window of FechaTimbrado. A stamp whose answer never reached the client
+(``drop_rate: 1.0``, or the ``drop_once`` rule) is in the ledger like any other: the orphan
+only a reconciliation finds.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 import uuid as uuid_mod
 
-from worker.sandbox.finkok.documents import mexico_now
+from worker.sandbox.finkok.documents import RET_NS, Refusal, mexico_now
 from worker.sandbox.finkok.ledger import Customer, Ledger
 from worker.sandbox.finkok.stamping import Outcome
 from worker.sandbox.finkok.wire import Node, Request
@@ -44,12 +48,35 @@ class AccountsDesk:
         stamp = next((s for s in rec.stamps if s.uuid == uid), rec.stamps[-1])
         return Outcome([Node("xml", stamp.xml)])
 
-    def _stamps_of(self, taxpayer: str) -> list[tuple[str, str]]:
+    def _stamps_of(self, taxpayer: str, window: tuple[dt.datetime | None, dt.datetime | None]
+                   = (None, None), invoice_type: str = "") -> list[tuple[str, str]]:
+        """(UUID, FechaTimbrado) of every stamp of ``taxpayer``'s documents whose
+        FechaTimbrado (Mexico City time, like ``date_from``/``date_to``) is inside the window,
+        both ends included; ``invoice_type`` ``I`` CFDI, ``R`` retentions, empty: both."""
+        low, high = window
         out = []
         for d in list(self.ledger.documents.values()):
-            if (d.emisor_rfc or "").upper() == taxpayer.upper():
-                out += [(s.uuid, s.fecha) for s in d.stamps]
+            if (d.emisor_rfc or "").upper() != taxpayer.upper():
+                continue
+            for s in d.stamps:
+                if invoice_type and (RET_NS in s.xml) != (invoice_type.upper() == "R"):
+                    continue
+                fecha = dt.datetime.fromisoformat(s.fecha)
+                if (low is None or fecha >= low) and (high is None or fecha <= high):
+                    out.append((s.uuid, s.fecha))
         return out
+
+    @staticmethod
+    def _window(req: Request) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """``date_from``/``date_to`` (``YYYY-MM-DDTHH:MM:SS``; empty: open); Refusal if bad."""
+        bounds = []
+        for name in ("date_from", "date_to"):
+            text = (req.text(name) or "").strip()
+            try:
+                bounds.append(dt.datetime.fromisoformat(text).replace(tzinfo=None) if text else None)
+            except ValueError:
+                raise Refusal("705", f"{name} {text!r} is not YYYY-MM-DDTHH:MM:SS") from None
+        return bounds[0], bounds[1]
 
     def report_credit(self, req: Request) -> Outcome:
         c = self.ledger.customers.get((req.text("taxpayer_id") or "").upper())
@@ -60,11 +87,12 @@ class AccountsDesk:
 
     def report_total(self, req: Request) -> Outcome:
         taxpayer = (req.text("taxpayer_id") or "").upper()
-        total = len(self._stamps_of(taxpayer))
+        total = len(self._stamps_of(taxpayer, self._window(req), req.text("invoice_type") or ""))
         return Outcome([Node("result", [Node("ReportTotal", [Node("total", total), Node("taxpayer_id", taxpayer)])])])
 
     def report_uuid(self, req: Request) -> Outcome:
-        rows = self._stamps_of(req.text("taxpayer_id") or "")
+        rows = self._stamps_of(req.text("taxpayer_id") or "", self._window(req),
+                               req.text("invoice_type") or "")
         return Outcome([Node("invoices", [
             Node("ReportUUID", [Node("date", fecha), Node("uuid", uid)]) for uid, fecha in rows
         ])])
