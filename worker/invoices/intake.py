@@ -115,7 +115,7 @@ def submit_many(
 
     if rows:
         with sessions.begin() as session:
-            inserted = _insert_new(session, list(rows.values()))
+            inserted = insert_if_free(session, list(rows.values()))
             taken = {i for i, row in rows.items() if row["id"] in inserted}
             for i in taken:
                 results[i] = SubmitResult(rows[i]["id"], "created", InvoiceState.RECEIVED, False)
@@ -164,7 +164,7 @@ def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
     }
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+def insert_if_free(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the rows whose (empresa, reference) is free; return the ids that went in."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

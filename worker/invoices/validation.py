@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from worker.cfdi.xml import CFDI_NS, TFD_NS, UnsafeXmlError, parse
+from worker.ids import segment_problem
 
 MAX_ID_LENGTH = 64
 _ID_RE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")  # printable ASCII, trimmed
@@ -18,12 +19,17 @@ _DECL_ENCODING_RE = re.compile(rb"^<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"
 
 
 class InvoiceRefused(ValueError):
-    """Intake refused the invoice. ``reason`` is a stable code; the text says what is wrong."""
+    """Intake refused the invoice. ``reason`` is a stable code; the text says what is wrong.
 
-    def __init__(self, reason: str, message: str) -> None:
+    ``code``, when set, is the SAT/Finkok code the refusal avoids (``401``, ``302``,
+    ``CFDI40158``...): what Finkok would have answered had the document gone out.
+    """
+
+    def __init__(self, reason: str, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,9 @@ def check_ids(empresa_ref_id: str | None, reference: str | None, pedidoga: str |
                 f"{name} must be 1-{MAX_ID_LENGTH} printable ASCII characters without "
                 f"leading or trailing spaces, got {str(value)[:80]!r}",
             )
+        problem = segment_problem(value) if name == "empresaRefId" else None
+        if problem is not None:  # SIF is called at .../empresas/{empresaRefId}/...
+            raise InvoiceRefused("invalid_id", f"empresaRefId {value!r} {problem}")
 
 
 def check_cfdi(data: bytes, *, max_bytes: int) -> CheckedCfdi:
