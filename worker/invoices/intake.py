@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, new_id, utcnow
 from worker.db.states import INVOICE_EDGES, InvoiceState, can
-from worker.invoices.validation import InvoiceRefused, check_cfdi, check_ids
+from worker.invoices.validation import InvoiceRefused, check_cfdi, check_ids, strip_bom
 
 if TYPE_CHECKING:
     # rings the row's task after the commit; never raises
@@ -138,15 +138,16 @@ def submit_many(
 
 def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
     check_ids(item.empresa_ref_id, item.reference, item.pedidoga)
-    checked = check_cfdi(item.xml, max_bytes=max_xml_bytes)
+    xml = strip_bom(item.xml)  # a UTF-8 BOM is not part of the document (see strip_bom)
+    checked = check_cfdi(xml, max_bytes=max_xml_bytes)
     now = utcnow()
     return {
         "id": new_id(),
         "empresa_ref_id": item.empresa_ref_id,
         "reference": item.reference,
         "pedidoga": item.pedidoga,
-        "xml": item.xml,
-        "xml_sha256": hashlib.sha256(item.xml).hexdigest(),
+        "xml": xml,
+        "xml_sha256": hashlib.sha256(xml).hexdigest(),
         "xml_version": 1,
         "emisor_rfc": checked.emisor_rfc,
         "receptor_rfc": checked.receptor_rfc,

@@ -114,9 +114,31 @@ def check_cfdi(data: bytes, *, max_bytes: int) -> CheckedCfdi:
     )
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def strip_bom(data: bytes) -> bytes:
+    """The document without a leading UTF-8 byte order mark.
+
+    Decided at the door: a BOM is **stripped**, not refused. Windows tools (.NET's default
+    UTF-8 encoder, Notepad) write one; it is not part of the document: the Sello is over
+    the cadena original, built from the parsed values, so the seal is the same with or
+    without it, and what intake stores, hashes and sends to Finkok is the document without
+    it (the same document with and without a BOM is the same invoice).
+    """
+    return data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
+
+
 def _check_utf8(data: bytes) -> None:
-    """SAT requires UTF-8; a declared other encoding or invalid bytes are refused."""
-    head = data[:200].lstrip(b"\xef\xbb\xbf")
+    """SAT requires UTF-8; a declared other encoding or invalid bytes are refused.
+
+    Only what the parser decodes as UTF-8 passes: libxml2 recognises UTF-16/UTF-32 without
+    a BOM from the NUL bytes around the first ``<`` (its encoding detection reads the
+    first four bytes) and decodes them as such, although ASCII content in UTF-16LE is also
+    valid UTF-8 byte for byte. A NUL byte there is refused; a NUL further on is left to
+    the parser (XML allows no U+0000: not well-formed).
+    """
+    head = data[:200].lstrip(UTF8_BOM)
     declared = _DECL_ENCODING_RE.match(head)
     if declared and declared.group(1).decode("ascii").lower().replace("_", "-") not in (
         "utf-8",
@@ -131,6 +153,11 @@ def _check_utf8(data: bytes) -> None:
         raise InvoiceRefused(
             "not_utf8", f"the XML is not valid UTF-8 (bad byte at offset {exc.start})"
         ) from None
+    nul = data.find(b"\x00", 0, 4)
+    if nul >= 0:
+        raise InvoiceRefused(
+            "not_utf8", f"the XML has a NUL byte at offset {nul}: UTF-16 or UTF-32 without a "
+            "byte order mark? CFDI must be UTF-8")
 
 
 def _pretty(tag: str) -> str:
