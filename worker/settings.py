@@ -228,6 +228,11 @@ class Settings(BaseSettings):
             out[name] = value
         return out
 
+    # --- intake pre-flight checks (worker.cfdi.preflight) ------------------------------
+    # strict: refuse what Finkok would refuse (seal 302/303, Fecha 401, certificate 305,
+    # receptor CFDI40157-40161); lenient: accept and record the finding; off: skip them.
+    intake_checks: Literal["strict", "lenient", "off"] = "strict"
+
 
 def mask_url_password(url: str) -> str:
     """postgresql://u:pw@h/db -> postgresql://u:********@h/db"""

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.doorbell import Ring, notify
 from worker.invoices.intake import InvoiceConflict, submit
 from worker.invoices.refused import store_refused
-from worker.invoices.validation import InvoiceRefused, check_ids
+from worker.invoices.validation import Checks, InvoiceRefused, check_ids
 
 if TYPE_CHECKING:
     from worker.doorbell import Bell
@@ -102,6 +102,7 @@ def receive(
     max_xml_bytes: int,
     publish: Bell | None,
     actor: str = "broker",
+    checks: Checks = "strict",
 ) -> Received:
     """Handle one message: drop a malformed one, submit a good one, keep a refused one.
 
@@ -117,7 +118,8 @@ def receive(
     ids = {"empresa_ref_id": env.empresa_ref_id, "reference": env.reference}
     try:
         result = submit(sessions, env.xml, pedidoga=env.pedidoga, replace=env.replace,
-                        max_xml_bytes=max_xml_bytes, publish=publish, actor=actor, **ids)
+                        max_xml_bytes=max_xml_bytes, publish=publish, actor=actor, checks=checks,
+                        **ids)
     except InvoiceConflict as exc:
         log.warning("intake message refused: %s", exc, extra={"invoice_id": exc.invoice_id, **ids})
         return Received(f"refused conflict: {exc}", exc.invoice_id)

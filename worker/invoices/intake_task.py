@@ -34,7 +34,8 @@ def submit_invoice(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
     r = resources(self.app)
     try:
         received = receive(r.sessions, args, kwargs, max_xml_bytes=r.settings.max_xml_bytes,
-                           publish=doorbell.bell_for(self.app, STAMP_TASK))
+                           publish=doorbell.bell_for(self.app, STAMP_TASK),
+                           checks=r.settings.intake_checks)
     except (OperationalError, InterfaceError) as exc:  # nothing committed: keep the message
         countdown = min(RETRY_MAX_S, 2.0 ** min(self.request.retries, 6))
         raise self.retry(exc=exc, countdown=countdown) from None

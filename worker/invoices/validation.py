@@ -6,10 +6,12 @@ Nothing here rewrites the document: the Sello is over the exact bytes, so we onl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from lxml import etree
 
+from worker.cfdi.preflight import PreflightError, preflight
 from worker.cfdi.xml import CFDI_NS, TFD_NS, UnsafeXmlError, parse
 from worker.ids import segment_problem
 
@@ -34,11 +36,13 @@ class InvoiceRefused(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CheckedCfdi:
-    """The few values intake keeps in columns, read from a valid sealed CFDI 4.0."""
+    """The few values intake keeps in columns, read from a valid sealed CFDI 4.0, and what
+    the pre-flight checks left on record (skipped checks, lenient findings)."""
 
     emisor_rfc: str
     receptor_rfc: str
     total: str
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 def check_ids(empresa_ref_id: str | None, reference: str | None, pedidoga: str | None) -> None:
@@ -62,8 +66,16 @@ def check_ids(empresa_ref_id: str | None, reference: str | None, pedidoga: str |
             raise InvoiceRefused("invalid_id", f"empresaRefId {value!r} {problem}")
 
 
-def check_cfdi(data: bytes, *, max_bytes: int) -> CheckedCfdi:
-    """Refuse anything Finkok would refuse for its shape, and anything unsafe to parse."""
+Checks = Literal["strict", "lenient", "off"]
+
+
+def check_cfdi(data: bytes, *, max_bytes: int, checks: Checks = "strict") -> CheckedCfdi:
+    """Refuse anything Finkok would refuse for its shape, and anything unsafe to parse;
+    then the pre-flight checks (``worker.cfdi.preflight``: seal 302/303, Fecha 401,
+    certificate at Fecha 305, receptor rules CFDI40157-40161) per ``checks``: ``strict``
+    refuses (the reason names the code it avoids), ``lenient`` accepts and records the
+    finding, ``off`` skips them. A check that cannot run (no cadena for an unsupported
+    complement) is recorded, never a refusal."""
     if not data:
         raise InvoiceRefused("empty", "the XML is empty")
     if len(data) > max_bytes:
@@ -111,7 +123,20 @@ def check_cfdi(data: bytes, *, max_bytes: int) -> CheckedCfdi:
         emisor_rfc=emisor.get("Rfc", "")[:13],
         receptor_rfc=receptor.get("Rfc", "")[:13],
         total=total[:32],
+        notes=_preflight(root, checks),
     )
+
+
+def _preflight(root: etree._Element, checks: Checks) -> dict[str, str]:
+    if checks == "off":
+        return {}
+    try:
+        report = preflight(root)
+    except PreflightError as exc:
+        if checks == "strict":
+            raise InvoiceRefused(exc.reason, exc.message, code=exc.code) from None
+        return {"finding": f"{exc.code}: {exc.message}"}  # lenient: Finkok decides
+    return {f"skipped_{name}": why for name, why in report.skipped.items()}
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
