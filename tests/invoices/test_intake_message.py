@@ -124,3 +124,15 @@ def test_malformed_envelope_is_dropped(sessions: sessionmaker[Session], kwargs: 
     assert out.summary.startswith("dropped: ") and why in out.summary, out.summary
     assert rung == [] and out.follow_ups == [] and _counts(sessions) == (0, 0)
     assert any("intake message dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_preflight_refusal_nok_names_the_code_it_avoids(sessions: sessionmaker[Session]) -> None:
+    """A receptor rule refused at the door reads to SIF as Finkok's answer would have:
+    the CFDI401xx code, errorDatosFiscales 1."""
+    out, _ = _receive(sessions, _msg(build_invoice(uso_cfdi="D01")))
+    assert out.summary.startswith("refused receptor_rules: ")
+    with sessions() as s:
+        inv = s.get(Invoice, out.invoice_id)
+        assert inv is not None
+        body = body_for(inv, inv.notifications[0])
+    assert body["error"][0].startswith("CFDI40161 – UsoCFDI D01") and body["errorDatosFiscales"] == 1
