@@ -1,11 +1,15 @@
 """Intake throughput: `submit` of N distinct sealed invoices on SQLite and PostgreSQL.
 
-    python -m bench.intake [--count 5000] [--threads 4] [--postgres-url URL]
+    python -m bench.intake [--count 5000] [--threads 4] [--postgres-url URL] [--checks-only]
 
 For each backend it runs `submit` (validate + store + commit, publish disabled) serially,
 with a few threads, and from a few processes (one core each, as several API workers), `submit_many` in batches (one transaction per batch, as the
 manifest and batch intake use), and as a baseline a bare single-row INSERT + COMMIT of the same
 rows with no validation, so the ratio shows what intake itself costs.
+
+The pre-flight checks (BILLING_INTAKE_CHECKS) side by side: serial `submit` on SQLite with
+checks strict and off, and the cost per invoice of the seal verification alone and of
+every pre-flight check (``--checks-only`` runs just this part).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from worker.db.migrate import upgrade
 from worker.db.models import Invoice, new_id, utcnow
 from worker.db.session import create_db_engine, session_factory
 from worker.invoices.intake import Submission, submit, submit_many
+from worker.invoices.validation import Checks
 
 console = Console()
 
@@ -38,11 +43,12 @@ def make_invoices(count: int) -> list[bytes]:
     return [build_invoice(folio=str(i)) for i in range(count)]
 
 
-def run_submit(engine: Engine, xmls: list[bytes], threads: int, tag: str) -> float:
+def run_submit(engine: Engine, xmls: list[bytes], threads: int, tag: str,
+               checks: Checks = "strict") -> float:
     sessions = session_factory(engine)
 
     def one(i: int) -> None:
-        submit(sessions, xmls[i], empresa_ref_id="E-bench", reference=f"{tag}-{i}")
+        submit(sessions, xmls[i], empresa_ref_id="E-bench", reference=f"{tag}-{i}", checks=checks)
 
     return _timed(len(xmls), one, threads)
 
@@ -111,6 +117,43 @@ def _timed(count: int, fn: Callable[[int], None], threads: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def run_checks_comparison(xmls: list[bytes], tmp: str) -> dict[str, float]:
+    """intake/s with the pre-flight checks strict and off (serial, SQLite, alternating
+    rounds so both see the same machine load), and the per-invoice cost of the checks."""
+    from worker.cfdi.preflight import preflight
+    from worker.cfdi.sealing import verify_seal
+    from worker.cfdi.xml import parse
+
+    url = f"sqlite:///{Path(tmp) / 'checks.db'}"
+    upgrade(url)
+    engine = create_db_engine(url)
+    rates: dict[str, list[float]] = {"strict": [], "off": []}
+    half = len(xmls) // 2
+    for rnd in range(2):
+        for mode in ("off", "strict") if rnd % 2 == 0 else ("strict", "off"):
+            part = xmls[:half] if rnd == 0 else xmls[half:]
+            rates[mode].append(run_submit(engine, part, 1, f"c{mode}{rnd}", checks=mode))  # type: ignore[arg-type]
+    engine.dispose()
+    roots = [parse(x) for x in xmls]
+    t0 = time.perf_counter()
+    for root in roots:
+        verify_seal(root)
+    seal_ms = (time.perf_counter() - t0) * 1000 / len(roots)
+    t0 = time.perf_counter()
+    for root in roots:
+        preflight(root)
+    all_ms = (time.perf_counter() - t0) * 1000 / len(roots)
+    strict, off = (sum(rates[m]) / len(rates[m]) for m in ("strict", "off"))
+    table = Table("BILLING_INTAKE_CHECKS", "intake/s (serial, SQLite)", "ms per invoice")
+    table.add_row("off", f"{off:,.0f}", f"{1000 / off:.2f}")
+    table.add_row("strict", f"{strict:,.0f}", f"{1000 / strict:.2f}")
+    table.add_row("seal verification alone", "", f"{seal_ms:.2f}")
+    table.add_row("every pre-flight check", "", f"{all_ms:.2f}")
+    console.print(table)
+    return {"checks_off_per_s": off, "checks_strict_per_s": strict,
+            "seal_verify_us": seal_ms * 1000, "preflight_us": all_ms * 1000}
+
+
 def postgres_database(url: str) -> tuple[str, Callable[[], None]] | None:
     import psycopg
     from sqlalchemy.engine import make_url
@@ -144,11 +187,18 @@ def main() -> None:
         "--postgres-url",
         default=os.environ.get("BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
+    parser.add_argument("--checks-only", action="store_true",
+                        help="only intake/s with the pre-flight checks strict and off")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
     xmls = make_invoices(args.count)
     console.print(f"generated {len(xmls)} sealed invoices in {time.perf_counter() - t0:.1f} s")
+    if args.checks_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            checks = run_checks_comparison(xmls, tmp)
+        print(f"RESULT {' '.join(f'{k}={v:.0f}' for k, v in checks.items())}")
+        return
 
     table = Table("backend", "mode", "invoices/s", "bare insert/s", "intake/bare")
     results: dict[str, float] = {}
@@ -181,6 +231,8 @@ def main() -> None:
             if cleanup:
                 cleanup()
     console.print(table)
+    with tempfile.TemporaryDirectory() as tmp:
+        results.update(run_checks_comparison(xmls, tmp))
     print(f"RESULT {' '.join(f'{k}={v:.0f}' for k, v in results.items())}")
 
 

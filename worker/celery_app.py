@@ -19,6 +19,7 @@ from worker.settings import Settings, get_settings
 STAMP_QUEUE = "stamp"
 NOTIFY_QUEUE = "notify"
 MAINTENANCE_QUEUE = "maintenance"
+INTAKE_QUEUE = "intake"  # producers (ERPs) send billing.submit_invoice here
 
 STAMP_TASK = "billing.stamp_invoice"
 NOTIFY_TASK = "billing.notify_sif"
@@ -26,6 +27,7 @@ SWEEP_TASK = "billing.sweep"
 POLL_PENDING_TASK = "billing.poll_pending"
 POLL_CREDITS_TASK = "billing.poll_credits"
 RECONCILE_TASK = "billing.reconcile"
+SUBMIT_TASK = "billing.submit_invoice"  # the producers' contract (README, Intake over the broker)
 
 # The longest a task may run: a Finkok call is bounded by its read timeout (60 s default),
 # a few calls per task at most. The hard limit kills a stuck child; the DB lease (longer)
@@ -112,7 +114,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_max_tasks_per_child=1000,
         task_default_queue=STAMP_QUEUE,
-        task_queues=[Queue(STAMP_QUEUE), Queue(NOTIFY_QUEUE), Queue(MAINTENANCE_QUEUE)],
+        task_queues=[Queue(STAMP_QUEUE), Queue(NOTIFY_QUEUE), Queue(MAINTENANCE_QUEUE),
+                     Queue(INTAKE_QUEUE)],
         task_routes={
             STAMP_TASK: {"queue": STAMP_QUEUE},
             NOTIFY_TASK: {"queue": NOTIFY_QUEUE},
@@ -120,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             POLL_PENDING_TASK: {"queue": MAINTENANCE_QUEUE},
             POLL_CREDITS_TASK: {"queue": MAINTENANCE_QUEUE},
             RECONCILE_TASK: {"queue": MAINTENANCE_QUEUE},
+            SUBMIT_TASK: {"queue": INTAKE_QUEUE},
         },
     )
     return app

@@ -281,6 +281,11 @@ class Settings(BaseSettings):
     # created in the last 90 days (Finkok's get_xml reaches three months back).
     reconcile_rfcs: str = ""
 
+    # --- intake pre-flight checks (worker.cfdi.preflight) ------------------------------
+    # strict: refuse what Finkok would refuse (seal 302/303, Fecha 401, certificate 305,
+    # receptor CFDI40157-40161); lenient: accept and record the finding; off: skip them.
+    intake_checks: Literal["strict", "lenient", "off"] = "strict"
+
 
 def mask_url_password(url: str) -> str:
     """postgresql://u:pw@h/db -> postgresql://u:********@h/db"""

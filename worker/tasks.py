@@ -33,6 +33,7 @@ from worker.celery_app import (
 )
 from worker.db.models import utcnow
 from worker.db.session import pinned_sessions
+from worker.invoices import intake_task  # noqa: F401  (billing.submit_invoice, the producers' task)
 from worker.resources import Resources
 from worker.settings import Settings, get_settings
 

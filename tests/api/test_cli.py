@@ -74,7 +74,8 @@ def test_all_empresas_key_and_usage_errors(cli: CliRunner, sessions: sessionmake
     assert principal is not None and principal.allows("ANY")
 
     for args in (["--name", "x"], ["--name", "x", "--empresa", "E1", "--all-empresas"],
-                 ["--name", "x", "--empresa", "bad id "]):
+                 ["--name", "x", "--empresa", "bad id "], ["--name", "x", "--empresa", ".."],
+                 ["--name", "x", "--empresa", "a\\b"]):
         res = cli.invoke(app, ["api-keys", "create", *args])
         assert res.exit_code == 2 and "bk_" not in res.stdout
     assert cli.invoke(app, ["api-keys", "revoke", "nope"]).exit_code == 1

@@ -127,3 +127,30 @@ def describe(catalog: dict[str, str], code: str | None) -> str:
         return ""
     text = catalog.get(code)
     return f"{code} - {text}" if text else code
+
+
+# --- receptor rules (SAT's c_RegimenFiscal and c_UsoCFDI applicability columns) ----------
+# Which person types may hold each RegimenFiscal: "F" física (13-character RFC), "M" moral
+# (12 characters). A code absent here is not in c_RegimenFiscal (CFDI40157).
+REGIMEN_PERSONA: dict[str, str] = {
+    "601": "M", "603": "M", "605": "F", "606": "F", "607": "F", "608": "F", "610": "FM",
+    "611": "F", "612": "F", "614": "F", "615": "F", "616": "F", "620": "M", "621": "F",
+    "622": "M", "623": "M", "624": "M", "625": "F", "626": "FM", "628": "M", "629": "F",
+    "630": "F",
+}
+_BUSINESS = frozenset({"601", "603", "606", "612", "620", "621", "622", "623", "624", "625", "626"})
+_PERSONAL = frozenset({"605", "606", "607", "608", "611", "612", "614", "615", "625"})
+_ANY = _BUSINESS | _PERSONAL | {"610", "616"}
+# UsoCFDI -> (person types, RegimenFiscalReceptor values it may go with). A code absent
+# here is not in c_UsoCFDI (CFDI40160).
+USO_CFDI_RULES: dict[str, tuple[str, frozenset[str]]] = {
+    **{code: ("FM", _BUSINESS) for code in ("G01", "G02", "G03", "I01", "I02", "I03", "I04",
+                                            "I05", "I06", "I07", "I08")},
+    **{f"D{n:02d}": ("F", _PERSONAL) for n in range(1, 11)},
+    "S01": ("FM", _ANY),
+    "CP01": ("FM", _ANY),
+    "CN01": ("F", frozenset({"605"})),
+}
+# The generic RFCs (público en general, extranjero) take only this regime (CFDI40159).
+GENERIC_RFCS = frozenset({"XAXX010101000", "XEXX010101000"})
+GENERIC_REGIMEN = "616"

@@ -211,8 +211,8 @@ def build_invoice(
     receptor_rfc: str = "URE180429TM6",
     receptor_nombre: str = "UNIVERSIDAD ROBOTICA ESPAÑOLA",
     receptor_cp: str = "86991",
-    receptor_regimen: str = "601",
-    uso_cfdi: str = "G03",
+    receptor_regimen: str | None = None,
+    uso_cfdi: str | None = None,
     conceptos: int | Sequence[Concepto | Mapping[str, Any]] = 1,
     descripcion: str | None = None,
     fecha: dt.datetime | None = None,
@@ -241,6 +241,13 @@ def build_invoice(
     rng = random.Random(seed)
     csd = emisor or default_emisor_csd()
     fecha = fecha or (mexico_city_now() - CLOCK_MARGIN)
+    # Defaults a PAC accepts for the receptor (worker.cfdi.preflight): the generic RFCs
+    # take 616/S01, a persona moral 601/G03, a persona física 612/G03.
+    generic = receptor_rfc in ("XAXX010101000", "XEXX010101000")
+    if receptor_regimen is None:
+        receptor_regimen = "616" if generic else "601" if len(receptor_rfc) == 12 else "612"
+    if uso_cfdi is None:
+        uso_cfdi = "S01" if generic else "G03"
     folio = folio if folio is not None else str(rng.getrandbits(40))
     _check_text(receptor_nombre=receptor_nombre, descripcion=descripcion, serie=serie, folio=folio,
                 condiciones_de_pago=condiciones_de_pago)

@@ -73,6 +73,12 @@ class SealError(ValueError):
         self.code = code
 
 
+class CadenaUnavailable(SealError):
+    """The Sello could not be checked: the cadena original cannot be built here (e.g. an
+    unsupported SAT complement). Not proof of a bad seal."""
+
+
+
 def normalize_space(value: str) -> str:
     """XPath 1.0 ``normalize-space`` (only space, tab, CR and LF count as white space)."""
     return _WS.sub(" ", value).strip(" ")
@@ -346,7 +352,7 @@ def verify_seal(doc: bytes | etree._Element, *, check_emisor: bool = True) -> No
     try:
         cadena = cadena_original(root)
     except CadenaError as exc:
-        raise SealError(f"cannot build the cadena original: {exc}") from None
+        raise CadenaUnavailable(f"cannot build the cadena original: {exc}") from None
     try:
         public_key.verify(signature, cadena.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:

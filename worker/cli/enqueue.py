@@ -113,7 +113,7 @@ def _submit_chunk(
     results = submit_many(
         ctx.sessions, [s for _, s in readable], replace=replace,
         max_xml_bytes=ctx.settings.max_xml_bytes, publish=publish, actor=current_actor(),
-        reason=reason,
+        reason=reason, checks=ctx.settings.intake_checks,
     )
     for (i, _), result in zip(readable, results):
         lines[i] = _line(chunk[i], result)

@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 def worker(
     concurrency: int = typer.Option(4, "-c", "--concurrency", help="Worker processes."),
-    queues: str = typer.Option("stamp,notify,maintenance", "-Q", "--queues"),
+    queues: str = typer.Option("stamp,notify,maintenance,intake", "-Q", "--queues"),
     loglevel: str = typer.Option(None, "--loglevel", help="Default: BILLING_LOG_LEVEL."),
     name: str = typer.Option(None, "-n", "--hostname", help="Node name, e.g. w1@%h."),
 ) -> None:
-    """Run a Celery worker for the stamp, notify and maintenance queues."""
+    """Run a Celery worker for the stamp, notify, maintenance and intake queues."""
     settings = Context().settings
     check_database(settings)
     check_broker(settings)

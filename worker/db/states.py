@@ -16,6 +16,10 @@ overwrite the newer holder's outcome) and, for edges a worker or poller picks ro
 statements, the sweeper's and the pending poller's due queries, and every "may this row
 be reprocessed / replaced / resent" question are derived from these tables
 (``worker.db.lifecycle``), so they cannot drift apart. Nothing else writes a state.
+
+Rows are born by an insert, not an edge: intake inserts them in ``received``, and a
+producer's document refused at intake (``billing.submit_invoice``) is inserted directly in
+``rejected`` with its NOK outbox row (``worker.invoices.refused``); no row moves there.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from worker.cfdi.window import stamp_deadline
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, new_id, utcnow
 from worker.db.states import INVOICE_EDGES, InvoiceState, can
-from worker.invoices.validation import InvoiceRefused, check_cfdi, check_ids
+from worker.invoices.validation import Checks, InvoiceRefused, check_cfdi, check_ids, strip_bom
 
 if TYPE_CHECKING:
     # rings the row's task after the commit; never raises
@@ -79,8 +79,11 @@ def submit(
     publish: Publish | None = None,
     actor: str = "intake",
     reason: str | None = None,
+    checks: Checks = "strict",
 ) -> SubmitResult:
-    """Validate, store and queue one sealed CFDI 4.0. Raises InvoiceRefused/InvoiceConflict."""
+    """Validate, store and queue one sealed CFDI 4.0. Raises InvoiceRefused/InvoiceConflict.
+
+    ``checks`` is ``BILLING_INTAKE_CHECKS`` (strict, lenient, off: the pre-flight checks)."""
     (result,) = submit_many(
         sessions,
         [Submission(xml, empresa_ref_id, reference, pedidoga)],
@@ -89,6 +92,7 @@ def submit(
         publish=publish,
         actor=actor,
         reason=reason,
+        checks=checks,
     )
     if isinstance(result, Exception):
         raise result
@@ -104,22 +108,30 @@ def submit_many(
     publish: Publish | None = None,
     actor: str = "intake",
     reason: str | None = None,
+    checks: Checks = "strict",
 ) -> list[ItemResult]:
-    """Validate and store many submissions in one transaction; a refusal is per item."""
+    """Validate and store many submissions in one transaction; a refusal is per item.
+
+    What the pre-flight checks left on record for a new invoice (a check skipped, a
+    lenient finding) is an audit row ``intake-checks`` in the same transaction."""
     results: list[ItemResult | None] = [None] * len(items)
     rows: dict[int, dict[str, Any]] = {}
+    notes: dict[int, dict[str, str]] = {}
     for i, item in enumerate(items):
         try:
-            rows[i] = _row(item, max_xml_bytes)
+            rows[i], notes[i] = _row(item, max_xml_bytes, checks)
         except InvoiceRefused as exc:
             results[i] = exc
 
     if rows:
         with sessions.begin() as session:
-            inserted = _insert_new(session, list(rows.values()))
+            inserted = insert_if_free(session, list(rows.values()))
             taken = {i for i, row in rows.items() if row["id"] in inserted}
             for i in taken:
                 results[i] = SubmitResult(rows[i]["id"], "created", InvoiceState.RECEIVED, False)
+                if notes[i]:
+                    session.add(AuditLog(actor=actor, action="intake-checks",
+                                         invoice_id=rows[i]["id"], details=notes[i]))
             rest = [i for i in rows if i not in taken]
             if rest:
                 existing = _find_many(session, [rows[i] for i in rest])
@@ -137,17 +149,18 @@ def submit_many(
     return [_publish(r, item.reference, publish) for r, item in zip(done, items, strict=True)]
 
 
-def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
+def _row(item: Submission, max_xml_bytes: int, checks: Checks) -> tuple[dict[str, Any], dict[str, str]]:
     check_ids(item.empresa_ref_id, item.reference, item.pedidoga)
-    checked = check_cfdi(item.xml, max_bytes=max_xml_bytes)
+    xml = strip_bom(item.xml)  # a UTF-8 BOM is not part of the document (see strip_bom)
+    checked = check_cfdi(xml, max_bytes=max_xml_bytes, checks=checks)
     now = utcnow()
     return {
         "id": new_id(),
         "empresa_ref_id": item.empresa_ref_id,
         "reference": item.reference,
         "pedidoga": item.pedidoga,
-        "xml": item.xml,
-        "xml_sha256": hashlib.sha256(item.xml).hexdigest(),
+        "xml": xml,
+        "xml_sha256": hashlib.sha256(xml).hexdigest(),
         "xml_version": 1,
         "emisor_rfc": checked.emisor_rfc,
         "receptor_rfc": checked.receptor_rfc,
@@ -163,10 +176,10 @@ def _row(item: Submission, max_xml_bytes: int) -> dict[str, Any]:
         "rung_at": now,
         "created_at": now,
         "updated_at": now,
-    }
+    }, checked.notes
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+def insert_if_free(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the rows whose (empresa, reference) is free; return the ids that went in."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from worker.ids import segment_problem
 from worker.redaction import redact, register_secret
 from worker.settings import Settings
 from worker.sif.schema import validate_body
@@ -82,12 +83,9 @@ def _check_base_url(base_url: str, where: str) -> str:
 
 def empresa_path_segment(empresa_ref_id: str) -> str:
     """``empresa_ref_id`` as one URL path segment; refuses anything that could change the path."""
-    if not isinstance(empresa_ref_id, str) or not empresa_ref_id.strip():
-        raise SifConfigError("empresaRefId is empty")
-    if any(ch in empresa_ref_id for ch in "/\\") or empresa_ref_id in (".", ".."):
-        raise SifConfigError(f"empresaRefId {empresa_ref_id!r} is not a single path segment")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in empresa_ref_id):
-        raise SifConfigError(f"empresaRefId {empresa_ref_id!r} contains control characters")
+    problem = segment_problem(empresa_ref_id)
+    if problem is not None:
+        raise SifConfigError(f"empresaRefId {empresa_ref_id!r} {problem}")
     return quote(empresa_ref_id, safe="")
 
 

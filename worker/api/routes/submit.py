@@ -121,6 +121,7 @@ async def submit_invoice(
         publish=services.publish,
         actor=f"api-key:{principal.prefix}",
         reason=why,
+        checks=services.settings.intake_checks,
     )
     if result.outcome == "created":
         response.headers["Location"] = str(request.url_for("get_invoice", invoice_id=result.invoice_id).path)

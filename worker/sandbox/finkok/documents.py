@@ -97,16 +97,3 @@ def mexico_now(*, micro: bool = False) -> dt.datetime:
     """Naive Mexico City wall time, as CFDI dates are written."""
     now = dt.datetime.now(MX_TZ).replace(tzinfo=None)
     return now if micro else now.replace(microsecond=0)
-
-
-def check_fecha(fecha: str | None, max_age_h: float) -> None:
-    """401 when Fecha is older than ``max_age_h`` or more than a day ahead (Mexico time)."""
-    try:
-        when = dt.datetime.fromisoformat((fecha or "").strip())
-    except ValueError:
-        raise Refusal("401", f"Fecha {fecha!r} is not a date") from None
-    now = mexico_now()
-    if when.tzinfo is not None:
-        when = when.astimezone(MX_TZ).replace(tzinfo=None)
-    if when < now - dt.timedelta(hours=max_age_h) or when > now + dt.timedelta(days=1):
-        raise Refusal("401", f"Fecha {fecha} is outside the {max_age_h:g} h window")

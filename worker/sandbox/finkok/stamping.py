@@ -2,7 +2,9 @@
 query_pending, and the same for retentions.
 
 Order of checks for a stamp: account rules, existing TFD (707), repeat (307), seal (302/303),
-Fecha window (401), receptor rules (e.g. CFDI40143), then a fresh UUID and TFD.
+Fecha window (401), certificate at Fecha (305), receptor catalog rules (CFDI40157-40161;
+these three shared with intake: worker.cfdi.preflight), configured rejections (e.g.
+CFDI40143), then a fresh UUID and TFD.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from worker.cfdi.csd import Csd
+from worker.cfdi.preflight import PreflightError, check_fecha, parse_fecha, preflight
 from worker.cfdi.sealing import SealError, verify_seal
 from worker.cfdi.tfd import add_tfd, build_tfd_element
 from worker.finkok.errors import message_of
@@ -24,7 +27,6 @@ from worker.sandbox.finkok.config import SandboxConfig
 from worker.sandbox.finkok.documents import (
     PreCfdi,
     Refusal,
-    check_fecha,
     decode_b64,
     mexico_now,
     read,
@@ -119,7 +121,7 @@ class StampDesk:
                     verify_seal(doc.root)  # already parsed safely by read()
                 except SealError as exc:
                     raise Refusal(getattr(exc, "code", "302") or "302", str(exc)) from None
-            check_fecha(doc.fecha, self.config.max_age_h)
+            self._preflight(doc, retention)
             for rule in rules:
                 if rule.startswith("reject:"):
                     raise Refusal(rule.split(":", 1)[1])
@@ -129,6 +131,17 @@ class StampDesk:
             self._enter_pending(rec, operation, rules)
             rec.stamped_603_left = self.config.stamped_603_calls + (1 if "603_once" in rules else 0)
             return Outcome(stamp_nodes(stamp, OK_STAMP), new_stamp=True, document=rec)
+
+    def _preflight(self, doc: PreCfdi, retention: bool) -> None:
+        """Fecha (401), the certificate at Fecha (305) and the receptor rules (CFDI40157-
+        40161): the very checks intake runs (worker.cfdi.preflight), so both refuse alike."""
+        try:
+            if retention:
+                check_fecha(parse_fecha(doc.fecha), max_age_h=self.config.max_age_h)
+            else:
+                preflight(doc.root, check_seal=False, max_age_h=self.config.max_age_h)
+        except PreflightError as exc:
+            raise Refusal(exc.code, exc.message) from None
 
     def _repeat(self, rec: DocumentRecord, operation: str, rules: list[str], doc: PreCfdi) -> list[Node]:
         prev = rec.last
