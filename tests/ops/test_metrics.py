@@ -96,3 +96,32 @@ def test_dead_database_still_answers_with_database_up_0(caplog: pytest.LogCaptur
     assert reg.get_sample_value("billing_database_up") == 0.0
     assert reg.get_sample_value("billing_invoices", {"state": "received"}) is None
     assert "database not readable" in caplog.text and "pw-not-shown" not in caplog.text
+
+
+def test_breakers_and_held_rows(engine: Engine, sessions: sessionmaker[Session], fleet: Fleet) -> None:
+    """An open breaker is 1 with its scope and cause, a closed one 0; held rows are counted
+    per breaker. Closing it takes it back to 0 (what the alert keys on)."""
+    from sqlalchemy import update
+
+    from worker.db import breakers
+    from worker.db.models import Invoice
+
+    with sessions.begin() as s:
+        breakers.open_(s, breakers.ACCOUNT_KEY, code="718", cause="out of credits",
+                       probe_after_s=30)
+        breakers.note_failure(s, breakers.SERVICE_KEY, code="708", cause="SAT down",
+                              threshold=5, window_s=60, probe_after_s=30)  # 1 of 5: closed
+        s.execute(update(Invoice).where(Invoice.id == fleet.ids["R-retry"])
+                  .values(state="held", hold_key=breakers.ACCOUNT_KEY))
+    value = create_registry(engine).get_sample_value
+    assert value("billing_breaker_open", {"scope": "account", "breaker": "finkok:account",
+                                          "cause": "718"}) == 1.0
+    assert value("billing_breaker_open", {"scope": "service", "breaker": "finkok:service",
+                                          "cause": "708"}) == 0.0
+    assert value("billing_held", {"kind": "invoice", "breaker": "finkok:account"}) == 1.0
+    assert value("billing_invoices", {"state": "held"}) == 1.0
+    with sessions.begin() as s:
+        assert breakers.succeeded(s, (breakers.ACCOUNT_KEY,)) == [breakers.ACCOUNT_KEY]
+    assert create_registry(engine).get_sample_value(
+        "billing_breaker_open", {"scope": "account", "breaker": "finkok:account",
+                                 "cause": "718"}) == 0.0

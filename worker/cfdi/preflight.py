@@ -30,7 +30,12 @@ from worker.cfdi.catalogs import (
     REGIMEN_PERSONA,
     USO_CFDI_RULES,
 )
-from worker.cfdi.sealing import CadenaUnavailable, SealError, certificate_of, verify_seal
+from worker.cfdi.sealing import (
+    CadenaUnavailable,
+    SealError,
+    certificate_of,
+    verify_seal,
+)
 from worker.cfdi.xml import CFDI_NS
 
 try:

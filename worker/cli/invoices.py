@@ -160,10 +160,18 @@ def _print_detail(d: dict[str, Any]) -> None:
         ("must ask `stamped`", check),
         ("SAT UUID", d["sat_uuid"]), ("SAT status", d["sat_status"]),
         ("fecha timbrado", d["fecha_timbrado"]), ("error kind", d["error_kind"]),
+        ("SAT deadline", when(d["stamp_deadline_at"], now)),
     ]), title=f"invoice {d['reference']}", expand=False))
+    if d["held"]:
+        held = d["held"]
+        since = f"{held['since']:%Y-%m-%d %H:%M} UTC" if held["since"] else "?"
+        console.print(f"held: {held['cause'] or held['breaker']} since {since} "
+                      f"(breaker {held['breaker']}, {held['breaker_state']}); it resumes by "
+                      "itself when the cause is gone, no NOK was sent", markup=False)
 
     if d["errors"]:
-        errors = Table("code", "kind", "message", title="errors (NOK)")
+        title = "why it is held" if d["held"] else "errors (NOK)"
+        errors = Table("code", "kind", "message", title=title)
         for e in d["errors"]:
             errors.add_row(cell(e.get("code")), cell(e.get("kind")), cell(e.get("message")))
         console.print(errors)

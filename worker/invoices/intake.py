@@ -27,7 +27,13 @@ from worker.cfdi.window import stamp_deadline
 from worker.db.lifecycle import move
 from worker.db.models import AuditLog, Invoice, new_id, utcnow
 from worker.db.states import INVOICE_EDGES, InvoiceState, can
-from worker.invoices.validation import Checks, InvoiceRefused, check_cfdi, check_ids, strip_bom
+from worker.invoices.validation import (
+    Checks,
+    InvoiceRefused,
+    check_cfdi,
+    check_ids,
+    strip_bom,
+)
 
 if TYPE_CHECKING:
     # rings the row's task after the commit; never raises

@@ -38,7 +38,9 @@ from prometheus_client.core import (
 )
 from sqlalchemy import Connection, Engine, case, func, select
 
+from worker.db.breakers import scope_of_key
 from worker.db.models import (
+    Breaker,
     DeliveryAttempt,
     FinkokCredit,
     Heartbeat,
@@ -223,6 +225,26 @@ def _reconcile(conn: Connection) -> Iterator[Metric]:
     yield from (orphans, phantoms, last, failed)
 
 
+def _breakers(conn: Connection) -> Iterator[Metric]:
+    """One series per breaker: 1 while it is not closed (open or probing), and what it holds.
+    ``cause`` is the code that opened it (718, 702, 401, 708...): few values, one alarm each."""
+    opened = GaugeMetricFamily("billing_breaker_open",
+                               "1 while the breaker is open or half-open (calls for its scope "
+                               "are paused), else 0", labels=["scope", "breaker", "cause"])
+    held = GaugeMetricFamily("billing_held", "Rows waiting on each breaker",
+                             labels=["kind", "breaker"])
+    for row in conn.execute(select(Breaker.key, Breaker.state, Breaker.code)
+                            .order_by(Breaker.key)).mappings():
+        opened.add_metric([scope_of_key(row["key"]), row["key"], str(row["code"] or "")],
+                          0.0 if row["state"] == "closed" else 1.0)
+    for kind, model, state in (("invoice", Invoice, InvoiceState.HELD),
+                               ("notification", Notification, NotificationState.HELD)):
+        for key, n in conn.execute(select(model.hold_key, func.count())
+                                   .where(model.state == state).group_by(model.hold_key)):
+            held.add_metric([kind, str(key or "")], float(n))
+    yield from (opened, held)
+
+
 def _collect(conn: Connection, now: datetime) -> Iterator[Metric]:
     yield from _states(conn, Invoice, [str(s) for s in InvoiceState], MOVING_INVOICE_STATES, now,
                        "invoice", "Invoice")
@@ -233,3 +255,4 @@ def _collect(conn: Connection, now: datetime) -> Iterator[Metric]:
     yield from _credits(conn)
     yield from _heartbeats(conn)
     yield from _reconcile(conn)
+    yield from _breakers(conn)

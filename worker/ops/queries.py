@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from worker.db.models import AuditLog, Invoice, Notification
+from worker.db.models import AuditLog, Breaker, Invoice, Notification
 from worker.ops.filters import InvoiceFilter, apply_invoice_filter, invoice_time_column
 
 _ID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}[0-9a-fA-F-]{0,27}$")
@@ -143,6 +143,7 @@ def invoice_detail(session: Session, invoice_id: str) -> dict[str, Any]:
     audit = session.scalars(
         select(AuditLog).where(AuditLog.invoice_id == invoice_id).order_by(AuditLog.id)
     )
+    breaker = session.get(Breaker, invoice.hold_key) if invoice.hold_key else None
     return {
         "id": invoice.id,
         "empresa_ref_id": invoice.empresa_ref_id,
@@ -171,6 +172,15 @@ def invoice_detail(session: Session, invoice_id: str) -> dict[str, Any]:
         "stamped_xml_bytes": len(invoice.stamped_xml) if invoice.stamped_xml else None,
         "error_kind": invoice.error_kind,
         "errors": list(invoice.errors or []),
+        # While held: the breaker it waits on, and why ("held: Finkok account out of credits
+        # since 03:12"); it resumes by itself when the breaker closes.
+        "held": None if invoice.state != "held" else {
+            "breaker": invoice.hold_key,
+            "cause": breaker.cause if breaker else None,
+            "since": breaker.opened_at if breaker else invoice.state_changed_at,
+            "breaker_state": breaker.state if breaker else "closed",
+        },
+        "stamp_deadline_at": invoice.stamp_deadline_at,
         "stamp_attempts": [
             {
                 "id": a.id, "operation": a.operation, "started_at": a.started_at,
