@@ -43,9 +43,10 @@ def cli_finkok(ops_env: Path, monkeypatch: pytest.MonkeyPatch, finkok: FinkokSan
 
 def _orphan_of_a_failed_invoice(sessions: sessionmaker[Session], finkok: FinkokSandbox,
                                 settings: Settings, reference: str) -> tuple[str, bytes, str]:
-    """An invoice that failed (account 702, NOK delivered), whose very document another
-    call then stamped at Finkok with the answer lost. Returns (invoice id, xml, UUID)."""
-    finkok.configure(rules={"URE180429TM6": "account:702"})
+    """An invoice that failed (SAT unreachable, 708, until its attempts ran out; NOK
+    delivered), whose very document another call then stamped at Finkok with the answer
+    lost. Returns (invoice id, xml, UUID)."""
+    finkok.configure(rules={"URE180429TM6": "reject:708"})
     xml = build_invoice(folio=reference)
     invoice_id = submit(sessions, xml, empresa_ref_id="E1", reference=reference).invoice_id
     assert _stamp(sessions, settings, invoice_id) == "failed"

@@ -17,15 +17,28 @@ if TYPE_CHECKING:
 
 
 def worker(
-    concurrency: int = typer.Option(4, "-c", "--concurrency", help="Worker processes."),
-    queues: str = typer.Option("stamp,notify,maintenance,intake", "-Q", "--queues"),
+    concurrency: int = typer.Option(4, "-c", "--concurrency",
+                                    help="Processes (the stamp pool's, or the one pool's with -Q)."),
+    queues: str = typer.Option(None, "-Q", "--queues", show_default=False,
+                               help="Run ONE pool on these queues (e.g. stamp,notify,maintenance,"
+                                    "intake). Default: a pool each for stamp, notify and "
+                                    "maintenance+intake."),
+    notify_concurrency: int = typer.Option(2, "--notify-c", help="The notify pool's processes."),
+    maintenance_concurrency: int = typer.Option(2, "--maintenance-c",
+                                                help="The maintenance+intake pool's processes."),
     loglevel: str = typer.Option(None, "--loglevel", help="Default: BILLING_LOG_LEVEL."),
     name: str = typer.Option(None, "-n", "--hostname", help="Node name, e.g. w1@%h."),
 ) -> None:
-    """Run a Celery worker for the stamp, notify, maintenance and intake queues."""
+    """Run the Celery workers: stamping, SIF delivery and maintenance in separate pools, so
+    a Finkok that hangs cannot hold up SIF deliveries or the sweeper (worker/cli/pools.py)."""
     settings = Context().settings
     check_database(settings)
     check_broker(settings)
+    if not queues:
+        from worker.cli.pools import default_pools, run_pools
+
+        pools = default_pools(concurrency, notify_concurrency, maintenance_concurrency)
+        raise typer.Exit(run_pools(pools, loglevel=loglevel, hostname=name))
     from worker.logging import configure_logging
     from worker.tasks import create_worker_app
 
