@@ -123,7 +123,7 @@ class Settings(BaseSettings):
 
     # --- outages: breakers and SAT's window (worker/db/breakers.py, invoices/holds.py) ---
     # An open breaker is probed with one real call after this long, then on a doubling
-    # interval (up to 32 times this).
+    # interval (up to 8 times this).
     breaker_probe_s: float = Field(30.0, gt=0)
     # This many service failures (refused, timeouts, 5xx, 708...) without a success in
     # between, within the window, open the Finkok service breaker (or a SIF target's).

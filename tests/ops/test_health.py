@@ -230,7 +230,9 @@ def test_all_green_with_a_real_worker_and_beat(
     assert code == 0, out + "\n" + logs
     lines = _lines(out)
     assert list(lines) == ["database", "broker", "workers", "beat", "finkok", "sif", "credits"]
-    assert "1 answered ping: health-" in lines["workers"]
+    # `billing worker` runs three pools (stamp, notify, maintenance): each answers
+    assert "3 answered ping: maintenance-health-" in lines["workers"]
+    assert "notify-health-" in lines["workers"] and "stamp-health-" in lines["workers"]
     assert "every 1 s" in lines["beat"]
     assert f"{EMISOR} 5000" in lines["credits"]
     print(f"all green {time.monotonic() - started:.1f} s after starting worker and beat")

@@ -36,6 +36,7 @@ from worker.db.models import AuditLog, Breaker, utcnow
 log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+MAX_PROBE_FACTOR = 8  # probes back off from breaker_probe_s up to 8 times it (30 s -> 4 min)
 ACCOUNT_KEY = "finkok:account"
 SERVICE_KEY = "finkok:service"
 
@@ -133,7 +134,7 @@ def open_(session: Session, key: str, *, code: str | None, cause: str, probe_aft
         session.execute(update(Breaker).where(Breaker.key == key).values(
             code=code, cause=cause, fingerprint=fingerprint, updated_at=now))
         return False
-    interval = (min(max(row.probe_interval_s, probe_after_s) * 2, probe_after_s * 32)
+    interval = (min(max(row.probe_interval_s, probe_after_s) * 2, probe_after_s * MAX_PROBE_FACTOR)
                 if row.state == HALF_OPEN else probe_after_s)
     session.execute(update(Breaker).where(Breaker.key == key).values(
         state=OPEN, code=code, cause=cause, fingerprint=fingerprint,
