@@ -1,18 +1,19 @@
 """What a process needs, built once and only when first used: settings, the database, the
 Celery producer, the Finkok and SIF clients.
 
-One object per process (a worker child, a CLI command, the API server). Nothing here
-crosses a fork: a worker child builds its own after it starts (``worker.tasks``).
+One object per process, the same class everywhere: a worker child (``worker.tasks``), a
+CLI command (``worker.cli.context.Context``) and the API server (``worker.api.services``).
+Importing this module is cheap and building the object opens nothing: `billing --help`
+loads no SQLAlchemy or Celery. A fault while building a part (invalid settings, a bad
+database URL) rises to the caller (the CLI prints it as one line). Nothing here crosses a
+fork: a worker child builds its own after it starts.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
-
-from worker.settings import Settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -20,14 +21,21 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from worker.finkok.client import FinkokClient
+    from worker.settings import Settings
     from worker.sif.client import SifClient
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Resources:
-    settings: Settings
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._given = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        from worker.settings import get_settings
+
+        return self._given or get_settings()
 
     @cached_property
     def engine(self) -> Engine:
@@ -59,6 +67,13 @@ class Resources:
         from worker.sif.client import SifClient
 
         return SifClient(self.settings)
+
+    def close(self) -> None:
+        """Release what was built (the API server at shutdown; the engine is per process)."""
+        if "sif" in self.__dict__:
+            self.sif.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     def warm(self) -> None:
         """Connect before the first task instead of in it. Measured with 24 processes

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
-from celery import Celery
 from fastapi import Request
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from worker.doorbell import Bell as Publish
+from worker.resources import Resources
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,35 +25,29 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 3.0
 
 
-class Services:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        engine: Engine,
-        sessions: sessionmaker[Session],
-        celery: Celery,
-        publish: Publish | None,
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.sessions = sessions
-        self.celery = celery
-        self.publish = publish
+class Services(Resources):
+    """The server's resources (``worker.resources.Resources``) and the stamp doorbell."""
 
-    @classmethod
-    def start(cls, settings: Settings, *, publish: bool = True) -> "Services":
-        from worker.celery_app import STAMP_TASK, create_app
-        from worker.db.session import create_db_engine, session_factory
+    def __init__(self, settings: Settings, *, publish: bool = True) -> None:
+        super().__init__(settings)
+        self.ring_stamps = publish
+
+    @cached_property
+    def publish(self) -> Publish | None:
+        """Intake's doorbell; None: store only (the sweeper rings the rows)."""
+        if not self.ring_stamps:
+            return None
+        from worker.celery_app import STAMP_TASK
         from worker.doorbell import bell_for
 
-        engine = create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
-        celery = create_app(settings)
-        ring: Publish | None = bell_for(celery, STAMP_TASK) if publish else None
-        return cls(settings, engine=engine, sessions=session_factory(engine), celery=celery, publish=ring)
+        return bell_for(self.celery, STAMP_TASK)
 
-    def close(self) -> None:
-        self.engine.dispose()
+    @classmethod
+    def start(cls, settings: Settings, *, publish: bool = True) -> Services:
+        services = cls(settings, publish=publish)
+        services.engine  # noqa: B018 - the database and the broker client are made at
+        services.publish  # noqa: B018 - start-up, not in the first request
+        return services
 
     # --- readiness --------------------------------------------------------------------
     def check_database(self) -> None:

@@ -10,47 +10,19 @@ from __future__ import annotations
 
 import getpass
 import sys
-from functools import cached_property
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-if TYPE_CHECKING:
-    from celery import Celery
-    from sqlalchemy import Engine
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from worker.settings import Settings
+from worker.resources import Resources
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-class Context:
-    @cached_property
-    def settings(self) -> Settings:
-        from worker.settings import get_settings
-
-        return get_settings()
-
-    @cached_property
-    def engine(self) -> Engine:
-        from worker.db.session import get_engine
-
-        return get_engine(self.settings)
-
-    @cached_property
-    def sessions(self) -> sessionmaker[Session]:
-        from worker.db.session import session_factory
-
-        return session_factory(self.engine)
-
-    @cached_property
-    def celery(self) -> Celery:
-        from worker.celery_app import create_app
-
-        return create_app(self.settings)
+class Context(Resources):
+    """The command's resources (``worker.resources.Resources``): built on first use."""
 
 
 def current_actor() -> str:
