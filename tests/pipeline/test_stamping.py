@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -304,3 +305,39 @@ def test_sweeper_leaves_fresh_doorbells_alone(sessions: sessionmaker[Session]) -
     with sessions.begin() as s:  # rung now: not again at the next sweep
         assert ring_due(s, much_later + timedelta(seconds=2), grace_s=10,
                         rering_after_s=60).invoices == []
+
+
+def test_settle_survives_a_dropped_database_connection(
+    sessions: sessionmaker[Session], client: FinkokClient, settings: Settings,
+    finkok: FinkokSandbox, db_url: str,
+) -> None:
+    """The database drops the task's connection while Finkok stamps: the settle transaction
+    is tried again on a new connection (tenacity), the stamp is not lost and Finkok is
+    called once."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to drop (the PostgreSQL run covers it)")
+    from sqlalchemy import text
+
+    from worker.db.session import create_db_engine, pinned_sessions
+    from worker.invoices.stamping import claim, settle, talk_to_finkok
+
+    invoice_id, xml = _submit(sessions)
+    engine = create_db_engine(db_url)
+    try:
+        with pinned_sessions(engine) as pinned:
+            job = claim(pinned, invoice_id, owner="w1", settings=settings)
+            assert job is not None
+            with pinned() as s:
+                pid = s.scalar(text("SELECT pg_backend_pid()"))
+            calls: list = []  # type: ignore[type-arg]
+            verdict = talk_to_finkok(client, job, calls, settings=settings, sleep=lambda _: None)
+            with sessions.begin() as other:  # the server drops the task's connection
+                assert other.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            outcome = settle(pinned, job, verdict, calls, owner="w1", settings=settings)
+        assert outcome.state == "stamped"
+    finally:
+        engine.dispose()
+    row = _row(sessions, invoice_id)
+    assert row.state == "stamped" and row.sat_uuid
+    assert [a.operation for a in row.stamp_attempts] == ["stamp"]  # recorded once
+    assert finkok.document_stats(xml)["new_stamps"] == 1  # type: ignore[index]

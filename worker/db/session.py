@@ -12,16 +12,19 @@ PostgreSQL uses psycopg 3 with READ COMMITTED; claims there are compare-and-set 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.settings import Settings, get_settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -115,3 +118,20 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""
     with session_factory(engine).begin() as session:
         yield session
+
+
+def _connection_dropped(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def retry_dropped_connection(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run a short transaction again when the database dropped its connection (a restart,
+    a failover, an idle-connection reaper): up to 3 tries, 0.2 s then 0.4 s apart. Only
+    for functions whose whole body is one transaction: never around a network call to
+    Finkok or SIF, which must not be repeated by a database hiccup."""
+    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+    return retry(retry=retry_if_exception(_connection_dropped), stop=stop_after_attempt(3),
+                 wait=wait_exponential(multiplier=0.2, max=2), reraise=True)(fn)

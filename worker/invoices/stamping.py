@@ -35,6 +35,7 @@ from worker.db import breakers
 from worker.db.breakers import Blocking
 from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
+from worker.db.session import retry_dropped_connection
 from worker.doorbell import Ring
 from worker.finkok.errors import (
     FinkokAmbiguous,
@@ -155,6 +156,7 @@ def stamp_invoice(
     return settle(sessions, job, verdict, calls, owner=owner, settings=settings, rng=rng)
 
 
+@retry_dropped_connection
 def claim(
     sessions: sessionmaker[Session], invoice_id: str, *, owner: str, settings: Settings
 ) -> Job | None:
@@ -227,16 +229,31 @@ def _ask_stamped(client: Finkok, job: Job, calls: list[Call]) -> Verdict | None:
 def _look_up_previous_stamp(
     client: Finkok, job: Job, calls: list[Call], *, settings: Settings, sleep: Sleep
 ) -> Verdict:
-    """307 without the XML: Finkok stamped these bytes before. Fetch it, a bounded number
-    of times with a growing pause; after that the invoice waits (still must check)."""
-    for i in range(settings.stamped_lookup_max_attempts):
-        sleep(min(0.2 * 2**i, 5.0))
-        try:
-            result = _call(calls, "stamped", client.stamped, job.xml)
-        except FinkokError:
-            continue
-        if result.has_stamp:
-            return _stamped(result, recovered=True)
+    """307 without the XML: Finkok stamped these bytes before. Ask `stamped` a bounded
+    number of times with a growing pause (0.2 s, then 0.4 s doubling, at most 5 s: Finkok
+    needs a moment to index a stamp it just made); after that the invoice waits, still
+    must-check."""
+    from tenacity import (
+        RetryError,
+        Retrying,
+        retry_if_exception_type,
+        retry_if_result,
+        stop_after_attempt,
+        wait_exponential,
+    )
+
+    attempts = Retrying(
+        stop=stop_after_attempt(settings.stamped_lookup_max_attempts),
+        wait=wait_exponential(multiplier=0.4, max=5.0), sleep=sleep,
+        retry=retry_if_exception_type(FinkokError) | retry_if_result(lambda r: not r.has_stamp),
+    )
+    sleep(0.2)
+    try:
+        result = attempts(_call, calls, "stamped", client.stamped, job.xml)
+    except (RetryError, FinkokError):
+        result = None
+    if result is not None and result.has_stamp:
+        return _stamped(result, recovered=True)
     return Retry(
         ambiguous=True,
         errors=[_error("307", "El CFDI contiene un timbre previo; `stamped` did not return it yet")],
@@ -244,6 +261,7 @@ def _look_up_previous_stamp(
     )
 
 
+@retry_dropped_connection
 def settle(
     sessions: sessionmaker[Session],
     job: Job,
@@ -254,7 +272,9 @@ def settle(
     settings: Settings,
     rng: random.Random | None = None,
 ) -> StampOutcome:
-    """Record the calls and move the invoice, with its outbox row, in one transaction."""
+    """Record the calls and move the invoice, with its outbox row, in one transaction
+    (tried again if the database dropped the connection: the Finkok answer is not lost
+    to a database hiccup, and the calls are never repeated)."""
     now = utcnow()
     with sessions.begin() as session:
         if calls:
