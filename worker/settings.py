@@ -32,6 +32,9 @@ FINKOK_HOSTS = {
 }
 
 
+DEFAULT_FLOWER_PASSWORD = "change-me"  # `billing flower` says so when it is in use
+
+
 class SettingError(ValueError):
     """A setting that cannot be used; ``setting`` names the variable to check. The message
     names the variable (and a file path), never a value: values may be secrets."""
@@ -166,7 +169,7 @@ class Settings(BaseSettings):
 
     # --- operations -------------------------------------------------------------------
     flower_user: str = "admin"
-    flower_password: SecretStr = SecretStr("change-me")
+    flower_password: SecretStr = SecretStr(DEFAULT_FLOWER_PASSWORD)
     log_json: bool = False
     log_level: str = "INFO"
 

@@ -26,6 +26,7 @@ def flower(
     reprocess`, `billing resend`), not with Flower's retry/revoke.
     """
     from worker.logging import configure_logging
+    from worker.settings import DEFAULT_FLOWER_PASSWORD
     from worker.ops.flower import (
         FlowerConfigError,
         flower_argv,
@@ -47,6 +48,10 @@ def flower(
     argv = flower_argv(address=address, port=port)
     err_console.print(f"Flower on http://{address}:{port} (user {ctx.settings.flower_user})",
                       markup=False)
+    if ctx.settings.flower_password.get_secret_value() == DEFAULT_FLOWER_PASSWORD:
+        err_console.print(f"the password is the default, {DEFAULT_FLOWER_PASSWORD!r}: set "
+                          "BILLING_FLOWER_PASSWORD (or BILLING_FLOWER_PASSWORD_FILE) before "
+                          "anyone else can reach this port", markup=False)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)  # Flower becomes this process: signals reach it directly
