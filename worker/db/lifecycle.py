@@ -55,6 +55,11 @@ def _model_for(edge: Edge) -> Model:
         return Invoice
     if NOTIFICATION_EDGES.get(edge.name) is edge:
         return Notification
+    from worker.db.models import Cancellation  # issue 16: cancellations (worker.cancellations)
+    from worker.db.states import CANCELLATION_EDGES
+
+    if CANCELLATION_EDGES.get(edge.name) is edge:
+        return Cancellation  # type: ignore[return-value]
     raise ValueError(f"edge {edge.name!r} is not in the lifecycle tables")
 
 
