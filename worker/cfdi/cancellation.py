@@ -128,10 +128,18 @@ def _key_info(csd: Csd) -> etree._Element:
 
 
 def sign_cancelacion(request: CancelRequest, csd: Csd, *, fecha: str | None = None) -> bytes:
-    """The signed ``Cancelacion`` as UTF-8 bytes (with an XML declaration).
+    """The signed ``Cancelacion`` for one folio as UTF-8 bytes (with an XML declaration).
 
     Refuses (``CsdError``) a CSD of another RFC: SAT answers 303 to that.
     """
+    if csd.rfc.upper() != request.rfc_emisor.upper():
+        raise CsdError(f"the CSD is {csd.rfc}'s, not the emisor {request.rfc_emisor}'s")
+    return sign_document(build_cancelacion(request, fecha or mexico_fecha()), csd)
+
+
+def sign_document(root: etree._Element, csd: Csd) -> bytes:
+    """Sign any SAT request document (enveloped XMLDSig, SAT's algorithms) with ``csd``.
+    No rule of its content is checked here (tests build refusable requests with it)."""
     from signxml import XMLSigner  # imported here: the CLI's --help stays light
     from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
@@ -139,8 +147,6 @@ def sign_cancelacion(request: CancelRequest, csd: Csd, *, fecha: str | None = No
         def check_deprecated_methods(self) -> None:  # SAT's algorithm, not our choice
             return None
 
-    if csd.rfc.upper() != request.rfc_emisor.upper():
-        raise CsdError(f"the CSD is {csd.rfc}'s, not the emisor {request.rfc_emisor}'s")
     signer = _SatSigner(
         signature_algorithm=SignatureMethod.RSA_SHA1,
         digest_algorithm=DigestAlgorithm.SHA1,
@@ -148,9 +154,7 @@ def sign_cancelacion(request: CancelRequest, csd: Csd, *, fecha: str | None = No
     )
     key_pem = csd.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    signed = signer.sign(build_cancelacion(request, fecha or mexico_fecha()), key=key_pem,
-                         key_info=_key_info(csd))
-    # Serialized and parsed back once, so the namespaces are what a receiver will read.
+    signed = signer.sign(root, key=key_pem, key_info=_key_info(csd))
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
