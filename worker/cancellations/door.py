@@ -101,6 +101,10 @@ def _check(session: Session, invoice: Invoice, motivo: str, substitute: str | No
         if other.state not in STAMPED:
             raise CancelRefused("substitute_unstamped", f"the substitute {substitute} (invoice "
                                 f"{other.id}) is {other.state}, not stamped")
+        gone = cancellation_of(session, other.id)
+        if gone is not None and gone.state in ACTIVE:
+            raise CancelRefused("substitute_cancelled", f"the substitute {substitute} is itself "
+                                f"being cancelled ({gone.state})")
         if other.emisor_rfc.upper() != invoice.emisor_rfc.upper():
             raise CancelRefused("substitute_emisor", f"the substitute {substitute} is "
                                 f"{other.emisor_rfc}'s, not {invoice.emisor_rfc}'s")

@@ -9,7 +9,7 @@
 | folio 205, "UUID ... No Encontrado" (SAT lag), 708, 300 (SAT auth) | Again | retry |
 | no answer: timeout, dropped connection, SOAP fault      | Again (ambiguous) | retry |
 | not sent (connection refused)                           | Again     | retry      |
-| anything else: 203, 207, 208, no_cancelable, 301-306, Finkok's text refusals | Refused | refused |
+| anything else: 203, 207, 208, no_cancelable, 301-306, texts | Refused  | refused    |
 | Again, attempts exhausted                               | Refused   | refused (must_check kept if ambiguous) |
 
 ``get_sat_status`` (the poller, and the check before sending again):
