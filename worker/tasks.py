@@ -34,6 +34,7 @@ from worker.celery_app import (
 from worker.db.models import utcnow
 from worker.db.session import pinned_sessions
 from worker.invoices import intake_task  # noqa: F401  (billing.submit_invoice, the producers' task)
+from worker.cancellations import tasks as cancel_tasks  # billing.cancel_invoice & co (issue 16)
 from worker.resources import Resources
 from worker.settings import Settings, get_settings
 
@@ -180,6 +181,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
                       "options": {"queue": MAINTENANCE_QUEUE,
                                   "expires": settings.reconcile_interval_s}},
     }
+    app.conf.beat_schedule["poll-cancellations"] = cancel_tasks.beat_entry(settings)
     app.finalize(auto=True)  # binds the shared tasks above to this app
     return app
 

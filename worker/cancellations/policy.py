@@ -10,7 +10,7 @@
 | no answer: timeout, dropped connection, SOAP fault      | Again (ambiguous) | retry |
 | not sent (connection refused)                           | Again     | retry      |
 | anything else: 203, 207, 208, no_cancelable, 301-306, texts | Refused  | refused    |
-| Again, attempts exhausted                               | Refused   | refused (must_check kept if ambiguous) |
+| Again, attempts exhausted                               | Refused   | refused (must_check kept) |
 
 ``get_sat_status`` (the poller, and the check before sending again):
 
