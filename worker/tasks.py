@@ -21,6 +21,7 @@ from celery import Celery, Task, shared_task
 from celery.signals import worker_init, worker_process_init
 
 from worker import doorbell
+from worker.cancellations import tasks as cancel_tasks  # billing.cancel_invoice & co (issue 16)
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
     NOTIFY_TASK,
@@ -34,7 +35,6 @@ from worker.celery_app import (
 from worker.db.models import utcnow
 from worker.db.session import pinned_sessions
 from worker.invoices import intake_task  # noqa: F401  (billing.submit_invoice, the producers' task)
-from worker.cancellations import tasks as cancel_tasks  # billing.cancel_invoice & co (issue 16)
 from worker.resources import Resources
 from worker.settings import Settings, get_settings
 

@@ -6,6 +6,7 @@ import typer
 
 from worker.cli import (
     api,
+    cancel_cmd,
     db,
     enqueue,
     finkok_cmd,
@@ -49,3 +50,4 @@ app.command("metrics")(metrics_cmd.metrics)
 app.command("health")(health_cmd.health)
 app.command("reconcile")(reconcile_cmd.reconcile)
 app.add_typer(finkok_cmd.app, name="finkok")
+app.command("cancel")(cancel_cmd.cancel)
