@@ -289,6 +289,37 @@ class Settings(BaseSettings):
     # receptor CFDI40157-40161); lenient: accept and record the finding; off: skip them.
     intake_checks: Literal["strict", "lenient", "off"] = "strict"
 
+    # --- cancellation (worker.cancellations) ---------------------------------------------
+    # The CSD that signs each emisor's cancellation requests, per RFC, as JSON:
+    # {"<RFC>": {"cer": "/run/secrets/eku.cer", "key": "/run/secrets/eku.key",
+    #  "password_file": "/run/secrets/eku.pass"}}: paths only, never the password itself (the
+    # files are read when a request is signed; nothing of them reaches the database or a log).
+    # "builtin:test-emisor" is the project's own test emisor (AAA010101AAA, the demo's), the
+    # default, so cancellation works out of the box against the local Finkok.
+    cancel_csds: dict[str, Any] = Field(
+        default_factory=lambda: {"AAA010101AAA": "builtin:test-emisor"})
+    cancel_max_attempts: int = Field(6, ge=1)  # sends before cancel_failed
+    cancel_poll_base_s: float = Field(60.0, gt=0)  # get_sat_status backoff: base ...
+    cancel_poll_max_s: float = Field(3600.0, gt=0)  # ... doubling up to this
+
+    @field_validator("cancel_csds", mode="before")
+    @classmethod
+    def _parse_cancel_csds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("cancel_csds")
+    @classmethod
+    def _check_cancel_csds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for rfc, entry in value.items():
+            if entry == "builtin:test-emisor":
+                continue
+            if not isinstance(entry, dict) or set(entry) != {"cer", "key", "password_file"}:
+                raise ValueError(f"cancel_csds[{rfc!r}]: expected {{cer, key, password_file}} "
+                                 "paths or \"builtin:test-emisor\"")
+        return {rfc.strip().upper(): entry for rfc, entry in value.items()}
+
 
 def mask_url_password(url: str) -> str:
     """postgresql://u:pw@h/db -> postgresql://u:********@h/db"""

@@ -21,6 +21,7 @@ from celery import Celery, Task, shared_task
 from celery.signals import worker_init, worker_process_init
 
 from worker import doorbell
+from worker.cancellations import tasks as cancel_tasks  # billing.cancel_invoice & co (issue 16)
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
     NOTIFY_TASK,
@@ -180,6 +181,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
                       "options": {"queue": MAINTENANCE_QUEUE,
                                   "expires": settings.reconcile_interval_s}},
     }
+    app.conf.beat_schedule["poll-cancellations"] = cancel_tasks.beat_entry(settings)
     app.finalize(auto=True)  # binds the shared tasks above to this app
     return app
 

@@ -18,16 +18,24 @@ EMISOR = "AAA010101AAA"
 RECEPTOR = "URE180429TM6"
 
 
-def cancelacion(*uuids: str, motivo: str = "02", rfc: str = EMISOR, sustitucion: str | None = None) -> bytes:
-    """A CFDI 4.0 cancellation request (unsigned: the sandbox does not check XMLDSig)."""
+def cancelacion(*uuids: str, motivo: str = "02", rfc: str = EMISOR, sustitucion: str | None = None,
+                csd: object = None) -> bytes:
+    """A CFDI 4.0 cancellation request, signed with the test emisor's CSD (the sandbox
+    verifies the XMLDSig signature as SAT does)."""
+    from lxml import etree
+
+    from worker.cfdi.cancellation import sign_document
+    from worker.cfdi.csd import default_emisor_csd
+
     folios = "".join(
         f'<Folio UUID="{u}" Motivo="{motivo}"'
         + (f' FolioSustitucion="{sustitucion}"' if sustitucion else "") + "/>"
         for u in uuids
     )
     fecha = mexico_city_now().strftime("%Y-%m-%dT%H:%M:%S")
-    return (f'<Cancelacion xmlns="http://cancelacfd.sat.gob.mx" RfcEmisor="{rfc}" Fecha="{fecha}">'
-            f"<Folios>{folios}</Folios></Cancelacion>").encode()
+    doc = (f'<Cancelacion xmlns="http://cancelacfd.sat.gob.mx" RfcEmisor="{rfc}" Fecha="{fecha}">'
+           f"<Folios>{folios}</Folios></Cancelacion>").encode()
+    return sign_document(etree.fromstring(doc), csd or default_emisor_csd())  # type: ignore[arg-type]
 
 
 def stamped_uuid(client: FinkokClient, invoice: Invoice, **kwargs: object) -> str:
@@ -70,7 +78,13 @@ def test_cancel_request_errors(client: FinkokClient, invoice: Invoice) -> None:
     res = client.cancel_signature(cancelacion(uid, motivo="01"))
     assert res.cod_estatus == "Motivo cancelación es 01, FolioSustitucion del CFDI es requerido."
     assert res.kind is Kind.PERMANENT
-    wrong_rfc = client.cancel_signature(cancelacion(uid, rfc="EKU9003173C9"))
+    # signed by the emisor's CSD for another RFC: SAT's 303, nothing processed
+    assert client.cancel_signature(cancelacion(uid, rfc="EKU9003173C9")).cod_estatus == "303"
+    # another taxpayer, signing its own request for our UUID: 203 for that folio
+    from worker.cfdi.csd import generate_csd
+
+    other = generate_csd("EKU9003173C9", "ESCUELA KEMPER URGATE")
+    wrong_rfc = client.cancel_signature(cancelacion(uid, rfc="EKU9003173C9", csd=other))
     assert wrong_rfc.folios[0].estatus_uuid == "203" and wrong_rfc.kind is Kind.PERMANENT
     assert client.get_sat_status(EMISOR, RECEPTOR, unknown, "1").estado == "No Encontrado"
 

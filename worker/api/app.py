@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from worker.api.access_log import AccessLogMiddleware
 from worker.api.errors import install_error_handlers
 from worker.api.limits import BodyLimitMiddleware
-from worker.api.routes import health, metrics, read, submit
+from worker.api.routes import cancel, health, metrics, read, submit
 from worker.api.services import Services
 from worker.settings import Settings
 
@@ -60,6 +60,7 @@ def create_api(settings: Settings, *, publish: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(submit.router)
     app.include_router(read.router)
+    app.include_router(cancel.router)  # issue 16: cancellations
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.add_middleware(BodyLimitMiddleware, limit_for=BodyLimit(settings.max_xml_bytes))

@@ -7,6 +7,7 @@ import typer
 from worker.cli import (
     api,
     breaker_cmd,
+    cancel_cmd,
     db,
     enqueue,
     finkok_cmd,
@@ -51,3 +52,4 @@ app.command("health")(health_cmd.health)
 app.command("reconcile")(reconcile_cmd.reconcile)
 app.add_typer(finkok_cmd.app, name="finkok")
 app.add_typer(breaker_cmd.app, name="breaker")
+app.command("cancel")(cancel_cmd.cancel)

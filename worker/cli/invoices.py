@@ -85,8 +85,12 @@ def show(
     pdf: Annotated[Path | None, typer.Option(
         "--pdf", help="Write the stamped invoice's PDF to this file.", show_default=False)] = None,
     as_json: opt.Json = False,
+    acuse: Annotated[Path | None, typer.Option(
+        "--acuse", help="Write its cancellation's SAT acuse (the exact bytes Finkok returned).",
+        show_default=False)] = None,
 ) -> None:
-    """Everything about one invoice: state and times, Finkok calls, SIF notifications, errors."""
+    """Everything about one invoice: state and times, Finkok calls, SIF notifications, errors,
+    and its cancellation at SAT (if any)."""
     from worker.ops.queries import (
         AmbiguousReference,
         InvoiceNotFound,
@@ -104,6 +108,16 @@ def show(
             return
         detail = invoice_detail(session, invoice.id)
         stamped = stamped_xml(session, invoice.id) if (xml or pdf) else None
+        from worker.cancellations.door import cancellation_of, describe  # issue 16
+
+        cancellation = cancellation_of(session, invoice.id)
+        detail["cancellation"] = describe(cancellation) if cancellation is not None else None
+        acuse_bytes = cancellation.acuse if cancellation is not None else None
+    if acuse and acuse_bytes is None:
+        fail(f"invoice {detail['id']} has no cancellation acuse")
+    if acuse:
+        acuse.write_bytes(acuse_bytes)  # type: ignore[arg-type]
+        typer.echo(f"wrote the cancellation acuse to {acuse}", err=True)
     if (xml or pdf) and stamped is None:
         fail(f"invoice {detail['id']} is {detail['state']}: it has no stamped XML")
     if xml:
@@ -116,6 +130,12 @@ def show(
         typer.echo(dumps(detail, indent=2))
     else:
         _print_detail(detail)
+        if detail["cancellation"]:
+            c = detail["cancellation"]
+            typer.echo(f"cancellation: {c['state']} motivo {c['motivo']}"
+                       + (f" substitute {c['folioSustitucion']}" if c["folioSustitucion"] else "")
+                       + f", SAT: {c['satEstado'] or '-'} / {c['satEstatusCancelacion'] or '-'}"
+                       + f", acuse {'kept' if c['hasAcuse'] else 'not yet'}")
     for path, what in ((xml, "stamped XML"), (pdf, "PDF")):
         if path:
             typer.echo(f"wrote {what} to {path}", err=True)

@@ -55,6 +55,11 @@ def _model_for(edge: Edge) -> Model:
         return Invoice
     if NOTIFICATION_EDGES.get(edge.name) is edge:
         return Notification
+    from worker.db.models import Cancellation  # issue 16: cancellations (worker.cancellations)
+    from worker.db.states import CANCELLATION_EDGES
+
+    if CANCELLATION_EDGES.get(edge.name) is edge:
+        return Cancellation  # type: ignore[return-value]
     raise ValueError(f"edge {edge.name!r} is not in the lifecycle tables")
 
 
@@ -203,3 +208,26 @@ __all__ = [
     "outbox",
     "settle_edge",
 ]
+
+
+def claim_cancellation(
+    session: Session, cancellation_id: str, *, owner: str, lease_s: float,
+    now: datetime | None = None,
+) -> Row[Any] | None:
+    """``claim`` (requested, due) or ``take_over`` (sending, lease expired) -> sending, leased
+    to ``owner`` (issue 16, ``worker.cancellations``). A take-over sets ``must_check``: the
+    previous holder's request may have reached Finkok, so SAT is asked before sending again.
+    Returns what the send needs; None: not ours now."""
+    from worker.db.models import Cancellation
+    from worker.db.states import CANCELLATION_CLAIM, CANCELLATION_EDGES
+
+    t = Cancellation.__table__
+    taking_over = t.c.state.in_(sorted(CANCELLATION_EDGES["take_over"].sources))
+    stmt = (
+        _claim_statement(Cancellation, CANCELLATION_CLAIM, cancellation_id,  # type: ignore[arg-type]
+                         owner=owner, lease_s=lease_s, now=now)
+        .values(must_check=case((taking_over, true()), else_=t.c.must_check))
+        .returning(t.c.invoice_id, t.c.sat_uuid, t.c.emisor_rfc, t.c.receptor_rfc, t.c.total,
+                   t.c.motivo, t.c.folio_sustitucion, t.c.attempts, t.c.must_check)
+    )
+    return session.connection().execute(stmt).first()

@@ -358,3 +358,56 @@ class ReconcileRun(Base):
         Index("ix_reconcile_runs_emisor_started", "emisor_rfc", "started_at"),
         Index("ix_reconcile_runs_run_id", "run_id"),
     )
+
+
+class Cancellation(Base):
+    """The cancellation of one stamped invoice at SAT (``worker.cancellations``).
+
+    One row per invoice: the same request twice is this one row; a new request after a
+    rejection or a failure moves it back to ``requested`` (audited). ``acuse`` holds the
+    exact bytes of the SAT acuse Finkok returned (its ``Acuse`` text, UTF-8), or the one
+    ``get_receipt`` returned when the first answer was lost. ``request_xml`` is the last
+    signed ``Cancelacion`` sent (no secret: a public certificate and a signature).
+    ``must_check``: a request may have reached Finkok unanswered, so the next attempt
+    asks ``get_receipt`` and ``get_sat_status`` before it sends again.
+    """
+
+    __tablename__ = "cancellations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), unique=True)
+    sat_uuid: Mapped[str] = mapped_column(String(36))
+    emisor_rfc: Mapped[str] = mapped_column(String(13))
+    receptor_rfc: Mapped[str] = mapped_column(String(13))
+    total: Mapped[str] = mapped_column(String(32))
+    motivo: Mapped[str] = mapped_column(String(2))
+    folio_sustitucion: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(128))
+
+    state: Mapped[str] = mapped_column(String(16), default="requested")
+    state_changed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # send claims so far
+    polls: Mapped[int] = mapped_column(Integer, default=0)  # get_sat_status polls so far
+    must_check: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    rung_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    estatus_uuid: Mapped[str | None] = mapped_column(String(16))  # Finkok's per-folio 201/202/...
+    sat_estado: Mapped[str | None] = mapped_column(String(32))  # Vigente / Cancelado
+    sat_estatus_cancelacion: Mapped[str | None] = mapped_column(String(64))  # En proceso ...
+    es_cancelable: Mapped[str | None] = mapped_column(String(64))
+    acuse: Mapped[bytes | None] = mapped_column(LargeBinary)
+    acuse_fecha: Mapped[str | None] = mapped_column(String(40))
+    request_xml: Mapped[bytes | None] = mapped_column(LargeBinary)
+    errors: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_cancellations_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_cancellations_sat_uuid", "sat_uuid"),
+    )

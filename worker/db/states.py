@@ -124,3 +124,41 @@ def can(edge: Edge, state: str) -> bool:
 def names(edges: dict[str, Edge], state: str) -> list[str]:
     """The edges a row in ``state`` may take (for messages: "only rejected or failed ...")."""
     return [e.name for e in edges.values() if e.allows(state)]
+
+
+# --- cancellations (issue 16: worker.cancellations) -------------------------------------------
+#
+# Cancellation:  requested ─claim─▶ sending ─sent─▶ in_process ─sat_cancelled─▶ cancelled
+#                sending ─take_over─▶ sending (lease expired: ask get_receipt/get_sat_status first)
+#                sending ─retry─▶ requested (transient, backoff) ─refused─▶ cancel_failed
+#                sending ─settled─▶ cancelled (SAT already shows it cancelled)
+#                in_process ─sat_waiting─▶ in_process ─sat_rejected─▶ cancel_rejected
+#                cancel_rejected|cancel_failed ─rerequest─▶ requested (a new request, audited)
+
+
+class CancellationState(StrEnum):
+    REQUESTED = "requested"  # accepted at the door, waiting for a worker (next_attempt_at)
+    SENDING = "sending"  # claimed (lease): signing and talking to Finkok
+    IN_PROCESS = "in_process"  # Finkok/SAT took it (201/202): SAT's answer is awaited
+    CANCELLED = "cancelled"  # SAT says Cancelado: terminal
+    CANCEL_REJECTED = "cancel_rejected"  # the receptor rejected it (Solicitud rechazada)
+    CANCEL_FAILED = "cancel_failed"  # refused (not cancelable, bad signature, ...) or exhausted
+
+
+C = CancellationState
+CANCELLATION_EDGES: dict[str, Edge] = {e.name: e for e in (
+    _edge("claim", {C.REQUESTED}, C.SENDING, due="next_attempt"),
+    _edge("take_over", {C.SENDING}, C.SENDING, due="lease_expired"),
+    _edge("sent", {C.SENDING}, C.IN_PROCESS, fenced=True),
+    _edge("settled", {C.SENDING}, C.CANCELLED, fenced=True),
+    _edge("retry", {C.SENDING}, C.REQUESTED, fenced=True),
+    _edge("refused", {C.SENDING}, C.CANCEL_FAILED, fenced=True),
+    # The SAT-status poller (no lease: a CAS on the state, like the pending poller).
+    _edge("sat_waiting", {C.IN_PROCESS}, C.IN_PROCESS, due="next_attempt"),
+    _edge("sat_cancelled", {C.IN_PROCESS}, C.CANCELLED, due="next_attempt"),
+    _edge("sat_rejected", {C.IN_PROCESS}, C.CANCEL_REJECTED, due="next_attempt"),
+    # A new request after a rejection or a failure (the same row: one cancellation per invoice).
+    _edge("rerequest", {C.CANCEL_REJECTED, C.CANCEL_FAILED}, C.REQUESTED),
+)}
+CANCELLATION_CLAIM = (CANCELLATION_EDGES["claim"], CANCELLATION_EDGES["take_over"])
+CANCELLATION_POLL = (CANCELLATION_EDGES["sat_waiting"],)

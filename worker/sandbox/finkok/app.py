@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 BAD_CREDENTIALS = "Invalid Username or Password"
 FAULT_TEXT = "'NoneType' object has no attribute 'date'"  # a real Finkok fault
-DROP_OPS = frozenset({("stamp", "stamp"), ("stamp", "quick_stamp"), ("retentions", "stamp")})
+DROP_OPS = frozenset({("stamp", "stamp"), ("stamp", "quick_stamp"), ("retentions", "stamp"),
+                      ("cancel", "cancel_signature")})  # processed, then the answer is lost
 XML_OPS = frozenset({("stamp", op) for op in ("stamp", "quick_stamp", "stamped", "sign_stamp")}
                     | {("retentions", "stamp"), ("retentions", "stamped")})
 

@@ -1,8 +1,19 @@
 """The cancel service of the local Finkok (and retentions cancellation): plausible answers
 in Finkok's shapes, driven by what the sandbox stamped.
 
-Signed request documents (Cancelacion, SolicitudAceptacionRechazo, PeticionConsultaRelacionados)
-are read for their UUIDs; their XMLDSig signature is not verified here.
+A ``Cancelacion`` sent to ``cancel_signature`` is verified as SAT does
+(``worker.cfdi.cancellation.verify_cancelacion``): an unsigned, altered or wrongly signed
+request is refused with SAT's ``CodEstatus`` (301 malformed, 302 bad seal, 303 a seal that
+is not the emisor's, 304 an expired certificate), and no folio is processed. The other
+signed documents (SolicitudAceptacionRechazo, PeticionConsultaRelacionados) are read for
+their UUIDs only.
+
+SAT's side of a cancellation, by rule: a request answered 201 is "En proceso" for
+``cancel_process_polls`` get_sat_status polls, then settles as the receptor's rule says
+(``cancel_accept``: "Cancelado con aceptación"; ``cancel_reject``: "Solicitud rechazada",
+the CFDI still Vigente), or "Cancelado sin aceptación" (``sin_aceptacion``, no rule), or
+waits for accept_reject (``con_aceptacion``). A repeated request answers 202 without an
+Acuse, as Finkok does; ``get_receipt`` returns the stored acuse.
 """
 
 from __future__ import annotations
@@ -66,6 +77,14 @@ class CancelDesk:
     # --- cancellation requests ------------------------------------------------------------
 
     def cancel_signature(self, req: Request, *, retention: bool = False) -> Outcome:
+        if not retention:
+            from worker.cfdi.cancellation import SignatureError, verify_cancelacion
+
+            try:
+                verified = verify_cancelacion(decode_b64(req.text("xml")))
+            except SignatureError as exc:
+                raise Refusal(exc.code, str(exc)) from None
+            return self._cancel(verified.rfc_emisor, list(verified.folios))
         doc = _read_signed(req)
         return self._cancel(doc.get("RfcEmisor") or "", _folios_of(doc), retention=retention)
 
@@ -118,10 +137,12 @@ class CancelDesk:
                 answered.append(self._folio(uid, "202", status))
             else:
                 code = "1201" if retention else "201"
-                rec.cancel_status = (
-                    "requested" if self.config.cancel_mode == "con_aceptacion" and not retention
-                    else "cancelled"
-                )
+                rec.cancel_requests += 1
+                outcome = self._outcome_for(rec) if not retention else "sin"
+                rec.cancel_outcome = outcome
+                rec.cancel_polls_left = self.config.cancel_process_polls
+                immediate = outcome == "sin" and rec.cancel_polls_left == 0
+                rec.cancel_status = "cancelled" if immediate else "requested"
                 answered.append(self._folio(uid, code, "" if retention else REQUESTED_OK))
                 fresh.append((uid, code))
         if not fresh:  # a repeat: no Acuse, and Finkok's other date format
@@ -137,6 +158,24 @@ class CancelDesk:
                 rec.cancel_date = fecha
         return Outcome([Node("Folios", answered), Node("Acuse", acuse), Node("Fecha", fecha),
                         Node("RfcEmisor", rfc)])
+
+    def _outcome_for(self, rec: DocumentRecord) -> str:
+        rules = self.config.rules_for(rec.receptor_rfc, rec.emisor_rfc)
+        if "cancel_reject" in rules:
+            return "reject"
+        if "cancel_accept" in rules:
+            return "accept"
+        return "await" if self.config.cancel_mode == "con_aceptacion" else "sin"
+
+    def _advance(self, rec: DocumentRecord) -> None:
+        """One get_sat_status poll of a request: SAT settles it once its polls ran out."""
+        if rec.cancel_status != "requested" or rec.cancel_outcome in (None, "await"):
+            return
+        with self.ledger.key_lock(rec.key):
+            if rec.cancel_polls_left > 0:
+                rec.cancel_polls_left -= 1
+                return
+            rec.cancel_status = "rejected" if rec.cancel_outcome == "reject" else "cancelled"
 
     @staticmethod
     def _folio(uid: str, code: str, text: str) -> Node:
@@ -169,14 +208,17 @@ class CancelDesk:
             sat = [Node("CodigoEstatus", "N - 602: Comprobante no encontrado."),
                    Node("Estado", "No Encontrado")]
         else:
+            self._advance(rec)
             estado = "Cancelado" if rec.cancel_status == "cancelled" else "Vigente"
-            es_cancelable = (
-                "Cancelable con aceptación" if self.config.cancel_mode == "con_aceptacion"
-                else "Cancelable sin aceptación"
-            )
-            estatus = {"cancelled": "Cancelado sin aceptación", "requested": "En proceso"}.get(
-                rec.cancel_status or ""
-            )
+            con = rec.cancel_outcome in ("accept", "reject", "await") or (
+                rec.cancel_outcome is None and self.config.cancel_mode == "con_aceptacion")
+            es_cancelable = "Cancelable con aceptación" if con else "Cancelable sin aceptación"
+            estatus = {
+                "cancelled": "Cancelado con aceptación" if rec.cancel_outcome in ("accept", "await")
+                else "Cancelado sin aceptación",
+                "requested": "En proceso",
+                "rejected": "Solicitud rechazada",
+            }.get(rec.cancel_status or "")
             sat = [
                 Node("EsCancelable", es_cancelable), Node("ValidacionEFOS", "200"),
                 Node("CodigoEstatus", "S - Comprobante obtenido satisfactoriamente."),

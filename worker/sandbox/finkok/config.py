@@ -14,6 +14,9 @@ comma-separated string):
 * ``hang_once``      the first call for each document sleeps ``hang_s`` before answering
 * ``pending``        stamps stay undelivered to SAT (query_pending S) for a while
 * ``603_once``       ``stamped`` answers 603 once right after a stamp (Finkok's 2019 lag)
+* ``cancel_accept``  a cancellation of the receptor's CFDI is accepted by the receptor
+                     (SAT: "Cancelado con aceptación") after ``cancel_process_polls``
+* ``cancel_reject``  ... rejected by the receptor (SAT: "Solicitud rechazada", still Vigente)
 
 ``outage`` makes the whole service misbehave until it is set back to null: ``"drop"``
 (every SOAP request's connection is closed unanswered), ``"http503"`` / ``"http404"``
@@ -29,7 +32,7 @@ from typing import Any
 
 OUTAGE_RE = re.compile(r"^(drop|http503|http404|\d{3})$")
 RULE_RE = re.compile(
-    r"^(reject:[A-Z0-9]+|account:\d{3}|307_no_xml|fault_once|drop_once|hang_once|pending|603_once)$"
+    r"^(reject:[A-Z0-9]+|account:\d{3}|307_no_xml|fault_once|drop_once|hang_once|pending|603_once|cancel_accept|cancel_reject)$"
 )
 
 
@@ -85,6 +88,9 @@ class SandboxConfig:
     # Cancellation model: "sin_aceptacion" (cancelled at once) or "con_aceptacion"
     # (the receptor must accept: get_pending lists it, accept_reject settles it).
     cancel_mode: str = "sin_aceptacion"
+    # get_sat_status answers "En proceso" this many times after a request before SAT
+    # settles it (0 with sin_aceptacion and no rule: cancelled at once, as before).
+    cancel_process_polls: int = 0
     rules: dict[str, list[str]] = field(default_factory=dict)
     seed: int | None = None
     outage: str | None = None
@@ -125,7 +131,7 @@ class SandboxConfig:
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false")
             return value
-        if name in ("pending_polls", "stamped_603_calls"):
+        if name in ("pending_polls", "stamped_603_calls", "cancel_process_polls"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer")
             return value

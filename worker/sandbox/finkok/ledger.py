@@ -44,6 +44,12 @@ class DocumentRecord:
     cancel_status: str | None = None  # None, "requested" (awaiting receptor), "cancelled", "rejected"
     cancel_acuse: str | None = None
     cancel_date: str | None = None
+    # How SAT settles a request (worker.sandbox.finkok.cancel): "sin" (cancelled without
+    # the receptor), "accept"/"reject" (the receptor answers by rule), "await" (an
+    # accept_reject call decides); and how many get_sat_status polls say "En proceso" first.
+    cancel_outcome: str | None = None
+    cancel_polls_left: int = 0
+    cancel_requests: int = 0  # requests answered 201: one per cancellation
 
     @property
     def last(self) -> Stamp | None:
@@ -62,6 +68,7 @@ class DocumentRecord:
             "stamped_calls": self.stamped_calls,
             "pending": self.pending,
             "cancel_status": self.cancel_status,
+            "cancel_requests": self.cancel_requests,
         }
 
 
