@@ -21,7 +21,9 @@ from celery import Celery, Task, shared_task
 from celery.signals import worker_init, worker_process_init
 
 from worker import doorbell
-from worker.cancellations import tasks as cancel_tasks  # billing.cancel_invoice & co (issue 16)
+from worker.cancellations import (
+    tasks as cancel_tasks,  # billing.cancel_invoice & co (issue 16)
+)
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
     NOTIFY_TASK,

@@ -8,8 +8,12 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -291,3 +295,30 @@ def pipeline_settings(db_url: str, finkok: FinkokSandbox, sif: SifSandbox, tmp_p
 
 
 Stamp = Callable[[str], Any]
+
+
+@contextmanager
+def billing_worker_and_beat(env: dict[str, str], folder: Path, node: str) -> Iterator[None]:
+    """The real `billing worker` (its pools) and `billing beat` as processes, with only
+    ``env``'s BILLING_* settings; their output in ``folder``/worker.log and beat.log.
+    Stopped with SIGTERM (then SIGKILL after 30 s) when the block ends."""
+    script = shutil.which("billing", path=str(Path(sys.executable).parent)) or "billing"
+    child_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith("BILLING_") or k.startswith("BILLING_TEST_")} | env
+    procs = []
+    try:
+        for argv, name in (([script, "worker", "-c", "1", "-n", f"{node}@%h"], "worker"),
+                           ([script, "beat"], "beat")):
+            log = (folder / f"{name}.log").open("w")
+            procs.append(subprocess.Popen(argv, env=child_env, cwd=folder, stdout=log,
+                                          stderr=subprocess.STDOUT))
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

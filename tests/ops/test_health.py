@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,7 +17,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from tests.ops.conftest import EMISOR
+from tests.ops.conftest import EMISOR, billing_worker_and_beat
 from worker.cli import app
 from worker.db.models import utcnow
 from worker.finkok.client import FinkokClient
@@ -189,27 +186,9 @@ def stack_env(env: Path, redis_url: str, db_url: str, finkok: FinkokSandbox,
 
 @pytest.fixture()
 def worker_and_beat(stack_env: dict[str, str], env: Path) -> Iterator[None]:
-    script = shutil.which("billing", path=str(Path(sys.executable).parent)) or "billing"
-    child_env = {k: v for k, v in os.environ.items()
-                 if not k.startswith("BILLING_") or k.startswith("BILLING_TEST_")}
-    child_env |= stack_env
-    procs = []
-    try:
-        for argv, name in (([script, "worker", "-c", "1", "-n", f"health-{os.getpid()}@%h"],
-                            "worker"), ([script, "beat"], "beat")):
-            log = (env / f"{name}.log").open("w")
-            procs.append(subprocess.Popen(argv, env=child_env, cwd=env, stdout=log,
-                                          stderr=subprocess.STDOUT))
+    with billing_worker_and_beat(stack_env, env, f"health-{os.getpid()}"):
         yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+
 
 
 @pytest.mark.slow

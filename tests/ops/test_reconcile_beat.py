@@ -6,9 +6,6 @@ findings (an orphan stamp) and the reconcile heartbeat, and never adopts."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.ops.conftest import EMISOR
+from tests.ops.conftest import EMISOR, billing_worker_and_beat
 from worker.celery_app import MAINTENANCE_QUEUE, RECONCILE_TASK
 from worker.cfdi.factory import build_invoice
 from worker.db.models import ReconcileRun
@@ -59,26 +56,9 @@ def beat_env(ops_env: Path, redis_url: str, db_url: str, finkok: FinkokSandbox,
 
 @pytest.fixture()
 def worker_and_beat(beat_env: dict[str, str], ops_env: Path) -> Iterator[None]:
-    script = shutil.which("billing", path=str(Path(sys.executable).parent)) or "billing"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("BILLING_") or k.startswith("BILLING_TEST_")} | beat_env
-    procs = []
-    try:
-        for argv, name in (([script, "worker", "-c", "1", "-n", f"rc-{os.getpid()}@%h"], "worker"),
-                           ([script, "beat"], "beat")):
-            log = (ops_env / f"{name}.log").open("w")
-            procs.append(subprocess.Popen(argv, env=env, cwd=ops_env, stdout=log,
-                                          stderr=subprocess.STDOUT))
+    with billing_worker_and_beat(beat_env, ops_env, f"rc-{os.getpid()}"):
         yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+
 
 
 @pytest.mark.slow

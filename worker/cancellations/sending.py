@@ -21,8 +21,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert
@@ -43,6 +43,7 @@ from worker.cfdi.csd import CsdError
 from worker.db.lifecycle import claim_cancellation, move
 from worker.db.models import StampAttempt, utcnow
 from worker.db.states import CANCELLATION_EDGES
+from worker.finkok.calls import Call
 from worker.finkok.errors import FinkokAmbiguous, FinkokError, FinkokNotSent
 from worker.finkok.results import CancelResult, ReceiptResult, SatStatusResult
 from worker.settings import Settings
@@ -61,16 +62,6 @@ class CancelFinkok(Protocol):
 
     def get_sat_status(self, taxpayer_id: str, rtaxpayer_id: str, uuid: str,
                        total: str) -> SatStatusResult: ...
-
-
-@dataclass
-class Call:
-    operation: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    codes: list[str] = field(default_factory=list)
-    message: str | None = None
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,11 @@ def sign_document(root: etree._Element, csd: Csd) -> bytes:
     """Sign any SAT request document (enveloped XMLDSig, SAT's algorithms) with ``csd``.
     No rule of its content is checked here (tests build refusable requests with it)."""
     from signxml import XMLSigner  # imported here: the CLI's --help stays light
-    from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+    from signxml.algorithms import (
+        CanonicalizationMethod,
+        DigestAlgorithm,
+        SignatureMethod,
+    )
 
     class _SatSigner(XMLSigner):
         def check_deprecated_methods(self) -> None:  # SAT's algorithm, not our choice

@@ -26,13 +26,13 @@ def flower(
     reprocess`, `billing resend`), not with Flower's retry/revoke.
     """
     from worker.logging import configure_logging
-    from worker.settings import DEFAULT_FLOWER_PASSWORD
     from worker.ops.flower import (
         FlowerConfigError,
         flower_argv,
         flower_env,
         is_loopback,
     )
+    from worker.settings import DEFAULT_FLOWER_PASSWORD
 
     ctx = Context()
     configure_logging(ctx.settings)

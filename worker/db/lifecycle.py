@@ -55,7 +55,9 @@ def _model_for(edge: Edge) -> Model:
         return Invoice
     if NOTIFICATION_EDGES.get(edge.name) is edge:
         return Notification
-    from worker.db.models import Cancellation  # issue 16: cancellations (worker.cancellations)
+    from worker.db.models import (
+        Cancellation,  # issue 16: cancellations (worker.cancellations)
+    )
     from worker.db.states import CANCELLATION_EDGES
 
     if CANCELLATION_EDGES.get(edge.name) is edge:

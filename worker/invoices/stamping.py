@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
 from worker.db.session import retry_dropped_connection
 from worker.doorbell import Ring
+from worker.finkok.calls import Call
 from worker.finkok.errors import (
     FinkokAmbiguous,
     FinkokError,
@@ -75,18 +76,6 @@ class Finkok(Protocol):
     def stamped(self, xml: bytes) -> StampResult: ...
 
     def query_pending(self, uuid: str) -> QueryPendingResult: ...
-
-
-@dataclass
-class Call:
-    """One Finkok call, as it will be recorded in stamp_attempts."""
-
-    operation: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    codes: list[str] = field(default_factory=list)
-    message: str | None = None
 
 
 @dataclass(frozen=True)
