@@ -258,3 +258,50 @@ def test_door_refuses_what_cannot_be_cancelled(
     assert out.status == "would_create" and out.cancellation_id is None
     with sessions() as s:
         assert s.query(Cancellation).count() == 0
+
+
+@pytest.mark.slow
+def test_the_broker_tasks_cancel_an_invoice_end_to_end(
+    tmp_path: Path, client: FinkokClient, finkok: FinkokSandbox,
+) -> None:
+    """A producer sends `billing.cancel_invoice` (kwargs only, JSON); a real worker runs the
+    door, rings `billing.send_cancellation`, and `billing.poll_cancellations` (the beat's
+    task, sent by hand here) follows SAT's status until it is final. A malformed message
+    is answered with its reason and stores nothing."""
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.cancellations.tasks import CANCEL_TASK, POLL_CANCELLATIONS_TASK
+    from worker.db.migrate import upgrade
+    from worker.db.session import create_db_engine, session_factory
+    from worker.settings import load_settings
+    from worker.tasks import create_worker_app
+
+    settings = load_settings(data_dir=tmp_path / "var", broker_url="filesystem://",
+                             database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+                             finkok_environment=finkok.url, cancel_poll_base_s=0.1)
+    upgrade(settings.database_url)
+    sessions = session_factory(create_db_engine(settings.database_url))
+    invoice_id, uuid = _stamped(sessions, client, settings, "BRK-1")
+    app = create_worker_app(settings)
+    with start_worker(app, pool="solo", perform_ping_check=False,
+                      queues=["stamp", "intake", "maintenance"], shutdown_timeout=20):
+        app.send_task(CANCEL_TASK, kwargs={"invoice": "BRK-1"})  # no motivo, no reason
+        app.send_task(CANCEL_TASK, kwargs={"invoice": "BRK-1", "motivo": "02",
+                                           "reason": "wrong amount"},
+                      kwargsrepr="BRK-1 02")
+        deadline = time.monotonic() + 60
+        state = None
+        while time.monotonic() < deadline:
+            with sessions() as s:
+                row = s.query(Cancellation).filter_by(invoice_id=invoice_id).one_or_none()
+                state = row.state if row else None
+            if state == "cancelled":
+                break
+            app.send_task(POLL_CANCELLATIONS_TASK)  # what the beat does
+            time.sleep(0.5)
+    assert state == "cancelled"
+    assert _sandbox_record(finkok, uuid).cancel_requests == 1  # type: ignore[attr-defined]
+    with sessions() as s:
+        assert s.query(Cancellation).count() == 1  # the malformed message stored nothing
