@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from worker.sif.client import SifClient
 
 SECRET = "tEsT-s1f-secret-7f3a9c"
 EMPRESA = "00000000-0000-1000-0000-000000000001"
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture()
 def sif() -> Iterator[SifSandbox]:

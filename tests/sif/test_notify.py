@@ -312,16 +312,14 @@ def test_resend_requeues_with_an_audit_row(sessions: sessionmaker[Session], add_
         assert nid in due_notifications(s, later(5))
     assert run(sessions, nid, client, settings, 5).result == "delivered"
     assert sif.statuses(EMPRESA, "R-RS") == ["NOK", "NOK"]
-    with sessions.begin() as s:
-        with pytest.raises(ResendError, match="unknown-id"):
-            enqueue_resend(s, "unknown-id", actor="ops", reason="x")
+    with sessions.begin() as s, pytest.raises(ResendError, match="unknown-id"):
+        enqueue_resend(s, "unknown-id", actor="ops", reason="x")
 
 
 def test_resend_is_refused_while_in_flight(sessions: sessionmaker[Session], add_nok: MakeRows) -> None:
     _, nid = add_nok()
-    with sessions.begin() as s:
-        with pytest.raises(ResendError, match="is queued"):
-            enqueue_resend(s, nid, actor="ops", reason="again")
+    with sessions.begin() as s, pytest.raises(ResendError, match="is queued"):
+        enqueue_resend(s, nid, actor="ops", reason="again")
     with sessions() as s:
         assert s.scalars(select(AuditLog)).all() == []
 

@@ -137,9 +137,8 @@ def test_body_for_refuses_an_ok_without_stamped_xml(
     invoice_id, notification_id = add_nok()
     with sessions.begin() as s:
         s.get(Notification, notification_id).status = "OK"  # type: ignore[union-attr]
-    with sessions() as s:
-        with pytest.raises(PayloadError, match="no stamped XML"):
-            body_for(s.get(Invoice, invoice_id), s.get(Notification, notification_id))  # type: ignore[arg-type]
+    with sessions() as s, pytest.raises(PayloadError, match="no stamped XML"):
+        body_for(s.get(Invoice, invoice_id), s.get(Notification, notification_id))  # type: ignore[arg-type]
 
 
 def test_body_for_ok_from_rows(

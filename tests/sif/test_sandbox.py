@@ -3,6 +3,7 @@ thread safety, and running it as a process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -150,10 +151,8 @@ def test_stop_does_not_wait_for_a_hanging_request() -> None:
 
 
 def _swallow(sandbox: SifSandbox) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         put(sandbox, nok())
-    except httpx.HTTPError:
-        pass
 
 
 def _free_port() -> int:

@@ -197,7 +197,7 @@ def generate_csd(
         attrs.append(_attr(NameOID.SERIAL_NUMBER, f" / {curp}"))
     attrs.append(_attr(NameOID.ORGANIZATIONAL_UNIT_NAME, "CSD de pruebas sin validez fiscal"))
     subject = x509.Name(attrs)
-    start = not_before or (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30))
+    start = not_before or (dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -262,7 +262,7 @@ def _load_from_disk(rfc: str, no_cert: str, folder: str) -> Csd | None:
         csd = load_csd_pem(path.read_bytes())
     except (OSError, ValueError):
         return None
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
     if csd.rfc != rfc or csd.no_certificado != no_cert or csd.cert.not_valid_after_utc < soon:
         return None
     return csd

@@ -41,14 +41,15 @@ _WS = re.compile(r"[ \t\r\n]+")
 UNSUPPORTED_COMPLEMENT_NS = frozenset(
     "http://www.sat.gob.mx/" + name
     for name in (
-        "ComercioExterior11 ComercioExterior20 donat divisas implocal leyendasFiscales pfic "
-        "TuristaPasajeroExtranjero nomina12 registrofiscal pagoenespecie aerolineas "
-        "valesdedespensa notariospublicos vehiculousado servicioparcialconstruccion "
-        "renovacionysustitucionvehiculos certificadodestruccion arteantiguedades ine iedu "
-        "ventavehiculos detallista EstadoDeCuentaCombustible12 ConsumoDeCombustibles11 "
-        "GastosHidrocarburos10 IngresosHidrocarburos10 CartaPorte20 CartaPorte30 CartaPorte31 "
-        "hidrocarburospetroliferos"
-    ).split()
+        "ComercioExterior11", "ComercioExterior20", "donat", "divisas", "implocal",
+        "leyendasFiscales", "pfic", "TuristaPasajeroExtranjero", "nomina12", "registrofiscal",
+        "pagoenespecie", "aerolineas", "valesdedespensa", "notariospublicos", "vehiculousado",
+        "servicioparcialconstruccion", "renovacionysustitucionvehiculos", "certificadodestruccion",
+        "arteantiguedades", "ine", "iedu", "ventavehiculos", "detallista",
+        "EstadoDeCuentaCombustible12", "ConsumoDeCombustibles11", "GastosHidrocarburos10",
+        "IngresosHidrocarburos10", "CartaPorte20", "CartaPorte30", "CartaPorte31",
+        "hidrocarburospetroliferos",
+    )
 )
 
 

@@ -92,7 +92,7 @@ class CancelDesk:
                 retention: bool = False) -> Outcome:
         if not folios:
             return Outcome([Node("CodEstatus", "206")])
-        for uid, motivo, sustitucion in folios:
+        for _uid, motivo, sustitucion in folios:
             if motivo == "01" and not sustitucion:
                 return Outcome([Node(
                     "CodEstatus", "Motivo cancelación es 01, FolioSustitucion del CFDI es requerido."

@@ -9,6 +9,7 @@ CFDI40143), then a fresh UUID and TFD.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -208,10 +209,8 @@ class StampDesk:
     def sign_stamp(self, req: Request) -> Outcome:
         """The sandbox keeps no issuer CSDs, so sealing on the issuer's behalf is refused."""
         doc_rfc = None
-        try:
+        with contextlib.suppress(Refusal):
             doc_rfc = read(decode_b64(req.text("xml"))).emisor_rfc
-        except Refusal:
-            pass
         raise Refusal("720", f"RFC {doc_rfc or ''} has no CSD loaded in the sandbox".strip())
 
     # --- query_pending --------------------------------------------------------------------

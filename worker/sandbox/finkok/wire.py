@@ -9,7 +9,6 @@ text escaped as ``&lt;``/``&gt;``/``&amp;`` only. Used by the local Finkok sandb
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -41,7 +40,7 @@ _FIXED = {
 }
 
 # A field value: text/number/bool leaf, None (left out), or child nodes.
-Value = Union[str, int, bool, None, list["Node"]]
+Value = str | int | bool | None | list["Node"]
 
 
 @dataclass(frozen=True)
