@@ -3,7 +3,8 @@
     python -m bench.intake [--count 5000] [--threads 4] [--postgres-url URL] [--checks-only]
 
 For each backend it runs `submit` (validate + store + commit, publish disabled) serially,
-with a few threads, and from a few processes (one core each, as several API workers), `submit_many` in batches (one transaction per batch, as the
+with a few threads, and from a few processes (one core each, as several API workers),
+`submit_many` in batches (one transaction per batch, as the
 manifest and batch intake use), and as a baseline a bare single-row INSERT + COMMIT of the same
 rows with no validation, so the ratio shows what intake itself costs.
 

@@ -40,7 +40,9 @@ def _median_ms(fn: Callable[[], object], runs: int, warmup: int = 2) -> float:
 
 def _stamped(conceptos: int, fecha: dt.datetime) -> bytes:
     sealed = build_invoice(conceptos=conceptos, fecha=fecha, seed=conceptos)
-    return add_tfd(sealed, uuid=uuid.UUID(int=conceptos, version=4), fecha_timbrado=fecha, pac=sandbox_pac_csd())
+    return add_tfd(
+        sealed, uuid=uuid.UUID(int=conceptos, version=4), fecha_timbrado=fecha, pac=sandbox_pac_csd()
+    )
 
 
 def _pages(pdf: bytes) -> str:
@@ -87,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         seal_ms = _median_ms(lambda b=sealed_input: seal(b, default_emisor_csd()), runs)
         verify_ms = _median_ms(lambda b=sealed_input: verify_seal(b), runs)
         stamp_ms = _median_ms(
-            lambda b=sealed_input: add_tfd(b, uuid=uuid.uuid4(), fecha_timbrado=fecha, pac=sandbox_pac_csd()), runs
+            lambda b=sealed_input: add_tfd(
+                b, uuid=uuid.uuid4(), fecha_timbrado=fecha, pac=sandbox_pac_csd()
+            ),
+            runs
         )
         extract_ms = _median_ms(lambda s=stamped: extract(s), runs)
         pdf = render_pdf(stamped)

@@ -145,7 +145,9 @@ def run_serial(xmls: list[bytes], latency_ms: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--workers", type=int, default=2)

@@ -85,7 +85,8 @@ def add_nok(sessions: sessionmaker[Session]) -> MakeRows:
 
     def make(errors: list[dict[str, str]] | None = None, **invoice: Any) -> tuple[str, str]:
         errors = errors if errors is not None else [
-            {"code": "CFDI40145", "message": "El campo Nombre del receptor no coincide", "kind": "fiscal_data"}
+            {"code": "CFDI40145", "message": "El campo Nombre del receptor no coincide",
+             "kind": "fiscal_data"}
         ]
         with sessions.begin() as s:
             row = _invoice(**{"state": InvoiceState.REJECTED, "errors": errors, **invoice})
@@ -129,7 +130,9 @@ def stamped_cfdi() -> Callable[[str], bytes]:
         sealed = build_invoice(
             receptor_rfc="URE180429TM6", receptor_cp="06000", receptor_regimen="601", uso_cfdi="G03"
         )
-        return add_tfd(sealed, uuid=sat_uuid, fecha_timbrado=T0.strftime("%Y-%m-%dT%H:%M:%S"), pac=sandbox_pac_csd())
+        return add_tfd(
+            sealed, uuid=sat_uuid, fecha_timbrado=T0.strftime("%Y-%m-%dT%H:%M:%S"), pac=sandbox_pac_csd()
+        )
 
     return make
 

@@ -96,7 +96,9 @@ def test_receptor_fiscal_data_codes_set_the_flag(code: str) -> None:
     assert body["error"][1].startswith(f"{code} \u2013 ")
 
 
-@pytest.mark.parametrize("code", ["CFDI40142", "CFDI40162", "CFDI40101", "301", "302", "705", "708", "CFDI33118"])
+@pytest.mark.parametrize(
+    "code", ["CFDI40142", "CFDI40162", "CFDI40101", "301", "302", "705", "708", "CFDI33118"]
+)
 def test_other_codes_do_not(code: str) -> None:
     body = build_nok(reference="r", invoice_id=INVOICE_ID, pedidoga=None, errors=[_finkok_error(code)])
     validate_body(body)

@@ -30,7 +30,8 @@ HEADERS = {"secret": SECRET, "generatorId": "SIF_TEST", "Content-Type": "applica
 
 def ok(reference: str = "0016921514") -> dict[str, Any]:
     return build_ok(reference=reference, sat_uuid=UUID, pedidoga="1", stamped_xml=b"<x/>", pdf=b"%PDF",
-                    datos_fiscales={"rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612", "codigoPostal": "21200"})
+                    datos_fiscales={"rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612",
+                                    "codigoPostal": "21200"})
 
 
 def nok(reference: str = "0016921514") -> dict[str, Any]:
@@ -38,7 +39,9 @@ def nok(reference: str = "0016921514") -> dict[str, Any]:
                      errors=[{"code": "301", "message": "XML mal formado", "kind": "permanent"}])
 
 
-def put(sif: SifSandbox, body: Any, *, empresa: str = EMPRESA, headers: dict[str, str] | None = None) -> httpx.Response:
+def put(
+    sif: SifSandbox, body: Any, *, empresa: str = EMPRESA, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """A raw PUT, bypassing our client's own checks (to see what SIF does with bad input)."""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.put(f"{sif.url}/empresas/{empresa}/documents/billing/status",

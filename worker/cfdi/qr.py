@@ -28,7 +28,9 @@ def format_total(total: str | Decimal) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def verification_url(*, uuid: str, rfc_emisor: str, rfc_receptor: str, total: str | Decimal, sello: str) -> str:
+def verification_url(
+    *, uuid: str, rfc_emisor: str, rfc_receptor: str, total: str | Decimal, sello: str
+) -> str:
     """``https://verificacfdi...?id=UUID&re=..&rr=..&tt=..&fe=..`` (``&`` in an RFC XML-escaped)."""
     return (
         f"{VERIFY_BASE}?id={uuid}&re={escape(rfc_emisor)}&rr={escape(rfc_receptor)}"

@@ -56,7 +56,9 @@ def find_tfd(doc: bytes | etree._Element) -> etree._Element | None:
 
 def tfd_cadena_original(tfd: etree._Element) -> str:
     """``||1.1|UUID|FechaTimbrado|RfcProvCertif[|Leyenda]|SelloCFD|NoCertificadoSAT||``."""
-    parts = [normalize_space(tfd.get(name, "")) for name in ("Version", "UUID", "FechaTimbrado", "RfcProvCertif")]
+    parts = [
+        normalize_space(tfd.get(name, "")) for name in ("Version", "UUID", "FechaTimbrado", "RfcProvCertif")
+    ]
     leyenda = tfd.get("Leyenda")
     if leyenda is not None:
         parts.append(normalize_space(leyenda))

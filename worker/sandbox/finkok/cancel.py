@@ -126,7 +126,8 @@ class CancelDesk:
                 fresh.append((uid, code))
         if not fresh:  # a repeat: no Acuse, and Finkok's other date format
             return Outcome([
-                Node("Folios", answered), Node("Fecha", mexico_now(micro=True).strftime("%Y-%m-%d %H:%M:%S.%f")),
+                Node("Folios", answered),
+                Node("Fecha", mexico_now(micro=True).strftime("%Y-%m-%d %H:%M:%S.%f")),
                 Node("RfcEmisor", rfc),
             ])
         acuse = _acuse(rfc, fecha, fresh)
@@ -264,7 +265,9 @@ class CancelDesk:
 
         def item(tag: str, d: DocumentRecord) -> Node:
             u = d.stamps[-1].uuid if d.stamps else ""
-            return Node(tag, [Node("uuid", u), Node("emisor", d.emisor_rfc), Node("receptor", d.receptor_rfc)])
+            return Node(tag, [
+                Node("uuid", u), Node("emisor", d.emisor_rfc), Node("receptor", d.receptor_rfc),
+            ])
 
         docs = list(self.ledger.documents.values())
         padres = [item("Padre", d) for d in docs if uid in d.relacionados]

@@ -68,7 +68,10 @@ def incidencia(code: str, detail: str = "", *, uuid: str = "", rfc_emisor: str |
 
 
 def refusal_result(refusal: Refusal, rfc_emisor: str | None = None) -> list[Node]:
-    return [Node("xml", ""), Node("Incidencias", [incidencia(refusal.code, refusal.detail, rfc_emisor=rfc_emisor)])]
+    return [
+        Node("xml", ""),
+        Node("Incidencias", [incidencia(refusal.code, refusal.detail, rfc_emisor=rfc_emisor)]),
+    ]
 
 
 def stamp_nodes(stamp: Stamp, cod_estatus: str, incidencias: list[Node] | None = None) -> list[Node]:
