@@ -118,7 +118,9 @@ def csd_from(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> Csd:
     """Pair a key and certificate after checking that they belong together."""
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CsdError(f"a CSD key must be RSA, got {type(key).__name__}")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if (not isinstance(cert_key, rsa.RSAPublicKey)
+            or key.public_key().public_numbers() != cert_key.public_numbers()):
         raise CsdError("the private key does not match the certificate")
     der = cert.public_bytes(serialization.Encoding.DER)
     return Csd(
@@ -167,7 +169,7 @@ def load_csd_pem(pem: bytes) -> Csd:
     return csd_from(key, x509.load_pem_x509_certificate(pem[cut:]))  # type: ignore[arg-type]
 
 
-def _attr(oid: ObjectIdentifier, value: str) -> x509.NameAttribute:
+def _attr(oid: ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
     # SAT encodes these as PrintableString; fall back to UTF8String for Ñ, & and the like.
     kind = _ASN1Type.PrintableString if set(value) <= _PRINTABLE else _ASN1Type.UTF8String
     return x509.NameAttribute(oid, value, _type=kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from lxml import etree
 
@@ -339,7 +340,8 @@ def _pagos(root: etree._Element) -> Pagos | None:
         ))
     return Pagos(
         version=node.get("Version", ""),
-        totales=tuple(totales.items()) if totales is not None else (),
+        # lxml's attribute items are str here; its stubs allow bytes too
+        totales=cast("tuple[tuple[str, str], ...]", tuple(totales.items())) if totales is not None else (),
         pagos=tuple(pagos),
     )
 

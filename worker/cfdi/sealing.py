@@ -24,6 +24,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -115,7 +116,7 @@ class _Cadena:
 
     def text(self, el: etree._Element) -> None:
         """XSLT built-in rules: an element without a template yields its text content."""
-        self.out.append("".join(el.xpath(".//text()")))
+        self.out.append("".join(cast("list[str]", el.xpath(".//text()"))))  # text nodes are strings
 
     def result(self) -> str:
         return "|" + "".join(self.out) + "||"

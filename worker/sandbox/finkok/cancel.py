@@ -41,7 +41,8 @@ def _folios_of(doc: etree._Element) -> list[tuple[str, str | None, str | None]]:
             continue
         if _local(el) == "Folio" and el.get("UUID"):
             out.append((el.get("UUID", "").upper(), el.get("Motivo"), el.get("FolioSustitucion")))
-        elif _local(el) == "UUID" and el.text and _local(el.getparent()) == "Folios":
+        elif (_local(el) == "UUID" and el.text and (parent := el.getparent()) is not None
+              and _local(parent) == "Folios"):
             out.append((el.text.strip().upper(), None, None))
     return out
 
