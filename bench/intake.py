@@ -133,7 +133,7 @@ def run_checks_comparison(xmls: list[bytes], tmp: str) -> dict[str, float]:
     for rnd in range(2):
         for mode in ("off", "strict") if rnd % 2 == 0 else ("strict", "off"):
             part = xmls[:half] if rnd == 0 else xmls[half:]
-            rates[mode].append(run_submit(engine, part, 1, f"c{mode}{rnd}", checks=mode))  # type: ignore[arg-type]
+            rates[mode].append(run_submit(engine, part, 1, f"c{mode}{rnd}", checks=mode))
     engine.dispose()
     roots = [parse(x) for x in xmls]
     t0 = time.perf_counter()

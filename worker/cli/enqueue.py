@@ -14,7 +14,8 @@ import typer
 from worker.cli.context import Context, console, current_actor, err_console, fail
 
 if TYPE_CHECKING:
-    from worker.invoices.intake import ItemResult, Publish
+    from worker.doorbell import Bell as Publish
+    from worker.invoices.intake import ItemResult
 
 REFUSED = ("refused", "conflict", "error")
 BATCH = 100  # invoices per intake transaction
