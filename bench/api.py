@@ -142,7 +142,9 @@ def bench_inprocess(xmls: list[bytes], threads: int, tmp: Path, publish: bool) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=1000, help="invoices per mode")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients / threads")
     parser.add_argument("--no-publish", action="store_true", help="store only, no broker message")

@@ -3,7 +3,8 @@
     python -m bench.intake [--count 5000] [--threads 4] [--postgres-url URL] [--checks-only]
 
 For each backend it runs `submit` (validate + store + commit, publish disabled) serially,
-with a few threads, and from a few processes (one core each, as several API workers), `submit_many` in batches (one transaction per batch, as the
+with a few threads, and from a few processes (one core each, as several API workers),
+`submit_many` in batches (one transaction per batch, as the
 manifest and batch intake use), and as a baseline a bare single-row INSERT + COMMIT of the same
 rows with no validation, so the ratio shows what intake itself costs.
 
@@ -132,7 +133,7 @@ def run_checks_comparison(xmls: list[bytes], tmp: str) -> dict[str, float]:
     for rnd in range(2):
         for mode in ("off", "strict") if rnd % 2 == 0 else ("strict", "off"):
             part = xmls[:half] if rnd == 0 else xmls[half:]
-            rates[mode].append(run_submit(engine, part, 1, f"c{mode}{rnd}", checks=mode))  # type: ignore[arg-type]
+            rates[mode].append(run_submit(engine, part, 1, f"c{mode}{rnd}", checks=mode))
     engine.dispose()
     roots = [parse(x) for x in xmls]
     t0 = time.perf_counter()

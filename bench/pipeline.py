@@ -25,12 +25,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
 from worker.stack import LocalStack, wait_until
+
+if TYPE_CHECKING:
+    import psycopg
 
 console = Console()
 
@@ -41,7 +45,9 @@ def make_invoices(count: int) -> list[bytes]:
     return [build_invoice(folio=str(i)) for i in range(count)]
 
 
-def servers(postgres_url: str, redis_url: str) -> tuple[str, str, object] | None:
+def servers(
+    postgres_url: str, redis_url: str
+) -> tuple[str, str, tuple[psycopg.Connection[Any], str]] | None:
     """A throwaway PostgreSQL database and a flushed Redis db, when both answer."""
     import psycopg
     import redis
@@ -126,7 +132,7 @@ def run_pipeline(
     finally:
         stack.stop()
         if backend:
-            admin, name = backend[2]  # type: ignore[misc]
+            admin, name = backend[2]
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.close()
 
@@ -145,7 +151,9 @@ def run_serial(xmls: list[bytes], latency_ms: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--workers", type=int, default=2)

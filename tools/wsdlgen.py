@@ -368,7 +368,7 @@ def render(service: Service) -> str:
     )
     views = "".join(_complex(n, f) for n, f in service.views_types.items())
     views += "".join(f'<xs:element name="{n}" type="s0:{n}"/>' for n in service.views_types)
-    views_imports = '<xs:import namespace="%s"/>' % service.namespace if service.tns_types else ""
+    views_imports = f'<xs:import namespace="{service.namespace}"/>' if service.tns_types else ""
     tns_parts: list[str] = []
     for name, fields in service.tns_types.items():
         tns_parts.append(_complex(name, fields))

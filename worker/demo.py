@@ -18,11 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from worker.stack import LocalStack, wait_until
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def running_demo(
         stack.stop()
 
 
-def _settled(sessions: Any, count: int) -> bool:
+def _settled(sessions: sessionmaker[Session], count: int) -> bool:
     from sqlalchemy import func
 
     from worker.db.models import Invoice, Notification
@@ -152,7 +155,7 @@ def _settled(sessions: Any, count: int) -> bool:
                              .where(Notification.state.in_(("delivered", "failed"))))
         waiting = s.scalar(select(func.count()).select_from(Notification)
                            .where(Notification.state.not_in(("delivered", "failed"))))
-    return settled == count and delivered >= count and waiting == 0
+    return settled == count and (delivered or 0) >= count and waiting == 0
 
 
 def _rows(sessions: Any) -> list[dict[str, Any]]:
@@ -180,7 +183,9 @@ def _check(rows: list[dict[str, Any]], references: dict[str, Any],
         if row["state"] != scenario.state:
             problems.append(f"{row['reference']} ({scenario.name}): {row['state']}, "
                             f"expected {scenario.state} {row['codes']}")
-        held = next((v for k, v in statuses.items() if k.endswith("/" + row["reference"])), [])
+        held: list[str] = next(
+            (v for k, v in statuses.items() if k.endswith("/" + row["reference"])), []
+        )
         if held[-1:] != [scenario.sif]:
             problems.append(f"{row['reference']} ({scenario.name}): SIF holds {held}, "
                             f"expected {scenario.sif}")

@@ -102,7 +102,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> IO[str]:  # type: ignore[override]
+    def stream(self) -> IO[str]:
         current = sys.stderr
         if _is_logging_proxy(current) and sys.__stderr__ is not None:
             return sys.__stderr__

@@ -8,6 +8,7 @@ log under ``<data_dir>/logs``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -29,6 +30,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    return httpx.get(url, timeout=1).status_code == 200
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
@@ -84,8 +89,9 @@ class LocalStack:
         """The same settings the children read, for this process (producer, checks)."""
         from worker.settings import Settings
 
-        values = {k.removeprefix("BILLING_").lower(): v for k, v in self.env().items()
-                  if k.startswith("BILLING_") and not k.startswith("BILLING_TEST_")}
+        # strings, as in the environment: the settings parse them
+        values: dict[str, Any] = {k.removeprefix("BILLING_").lower(): v for k, v in self.env().items()
+                                  if k.startswith("BILLING_") and not k.startswith("BILLING_TEST_")}
         return Settings(**values)
 
     # --- processes -----------------------------------------------------------------------
@@ -106,7 +112,7 @@ class LocalStack:
         self._spawn("sif", ["-m", "worker.sandbox.sif", "--port", sif_port, *self.sif_args])
         for name, url in (("finkok", f"{self.finkok_url}/_sandbox/stats"),
                           ("sif", f"{self.sif_root}/_sandbox/received")):
-            if not wait_until(lambda u=url: httpx.get(u, timeout=1).status_code == 200, 20):
+            if not wait_until(functools.partial(_answers, url), 20):
                 raise RuntimeError(f"the {name} sandbox did not start: see {self.logs / name}.log")
 
     def migrate(self) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -86,12 +84,14 @@ def upgrade() -> None:
     sa.Column('result', sa.String(length=24), nullable=True),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_notifications_invoice_id_invoices'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'],
+                            name=op.f('fk_notifications_invoice_id_invoices'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
     )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.create_index('ix_notifications_invoice_id', ['invoice_id'], unique=False)
-        batch_op.create_index('ix_notifications_state_next_attempt', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_notifications_state_next_attempt', ['state', 'next_attempt_at'],
+                              unique=False)
 
     op.create_table('stamp_attempts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -103,7 +103,8 @@ def upgrade() -> None:
     sa.Column('codes', sa.JSON(), nullable=True),
     sa.Column('message', sa.Text(), nullable=True),
     sa.Column('worker', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_stamp_attempts_invoice_id_invoices'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'],
+                            name=op.f('fk_stamp_attempts_invoice_id_invoices'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stamp_attempts'))
     )
     with op.batch_alter_table('stamp_attempts', schema=None) as batch_op:
@@ -119,7 +120,9 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('response_body', sa.Text(), nullable=True),
     sa.Column('worker', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['notification_id'], ['notifications.id'], name=op.f('fk_delivery_attempts_notification_id_notifications'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['notification_id'], ['notifications.id'],
+                            name=op.f('fk_delivery_attempts_notification_id_notifications'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_attempts'))
     )
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:

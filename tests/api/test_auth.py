@@ -24,7 +24,10 @@ def _submit(client: httpx.Client, headers: dict[str, str], empresa: str, ref: st
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic dTpw"}, {"X-API-Key": ""}])
 def test_missing_key_is_401(client: httpx.Client, headers: dict[str, str]) -> None:
-    for res in (_submit(client, headers, "E1", "R"), client.get("/v1/invoices", params={"reference": "R"}, headers=headers)):
+    for res in (
+        _submit(client, headers, "E1", "R"),
+        client.get("/v1/invoices", params={"reference": "R"}, headers=headers),
+    ):
         assert res.status_code == 401
         assert res.json()["error"] == {
             "reason": "missing_api_key",
@@ -46,7 +49,9 @@ def test_unknown_malformed_and_revoked_keys_are_401_invalid(
 
     assert _submit(client, {"X-API-Key": key_e1}, "E1", "R-ok").status_code == 201
     revoke_key(sessions, prefix)
-    res = client.get("/v1/invoices", params={"reference": "R-ok"}, headers={"Authorization": f"Bearer {key_e1}"})
+    res = client.get(
+        "/v1/invoices", params={"reference": "R-ok"}, headers={"Authorization": f"Bearer {key_e1}"}
+    )
     assert res.status_code == 401 and res.json()["error"]["reason"] == "invalid_api_key"
 
 
@@ -90,7 +95,8 @@ def test_only_the_hash_is_stored_and_last_use_is_recorded(
 ) -> None:
     _, prefix, secret = key_e1.split("_", 2)
     started = time.time()
-    assert client.get("/v1/invoices", params={"reference": "R"}, headers={"X-API-Key": key_e1}).status_code == 200
+    res = client.get("/v1/invoices", params={"reference": "R"}, headers={"X-API-Key": key_e1})
+    assert res.status_code == 200
     with sessions() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one()
         assert row.secret_sha256 == hash_secret(secret) != secret

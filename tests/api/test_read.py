@@ -74,7 +74,8 @@ def test_xml_and_pdf_are_409_until_stamped_then_served(
         res = client.get(f"/v1/invoices/{invoice_id}{suffix}", headers={"X-API-Key": key_e1})
         assert res.status_code == 409
         assert res.json()["error"] == {
-            "reason": "not_stamped", "message": f"invoice {invoice_id} is received: it has no stamped XML yet",
+            "reason": "not_stamped",
+            "message": f"invoice {invoice_id} is received: it has no stamped XML yet",
             "invoiceId": invoice_id, "state": "received",
         }
 

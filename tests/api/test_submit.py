@@ -146,7 +146,9 @@ def test_every_intake_refusal_is_422_with_its_reason(
         assert s.scalars(select(Invoice)).first() is None
 
 
-def test_already_stamped_xml_is_refused(client: httpx.Client, key_e1: str, sessions: sessionmaker[Session]) -> None:
+def test_already_stamped_xml_is_refused(
+    client: httpx.Client, key_e1: str, sessions: sessionmaker[Session]
+) -> None:
     from tests.api.helpers import stamp_row
 
     first = _post_xml(client, key_e1, build_invoice(folio="110"), empresaRefId="E1", reference="R-110")
@@ -188,5 +190,7 @@ def test_an_id_given_twice_differently_is_refused(client: httpx.Client, key_e1: 
 
 
 def test_other_content_types_are_415(client: httpx.Client, key_e1: str) -> None:
-    res = client.post("/v1/invoices", content=b"x", headers={"X-API-Key": key_e1, "Content-Type": "text/plain"})
+    res = client.post(
+        "/v1/invoices", content=b"x", headers={"X-API-Key": key_e1, "Content-Type": "text/plain"}
+    )
     assert res.status_code == 415 and res.json()["error"]["reason"] == "unsupported_media_type"

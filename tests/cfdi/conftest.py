@@ -47,7 +47,8 @@ def cfdi_schema(sat_cfd: Path) -> etree.XMLSchema:
     """CFDI 4.0 + TFD 1.1 + Pagos 2.0 XSDs, compiled once (about 0.3 s)."""
     imports = {
         "http://www.sat.gob.mx/cfd/4": sat_cfd / "4/cfdv40.xsd",
-        "http://www.sat.gob.mx/TimbreFiscalDigital": sat_cfd / "TimbreFiscalDigital/TimbreFiscalDigitalv11.xsd",
+        "http://www.sat.gob.mx/TimbreFiscalDigital":
+            sat_cfd / "TimbreFiscalDigital/TimbreFiscalDigitalv11.xsd",
         "http://www.sat.gob.mx/Pagos20": sat_cfd / "Pagos/Pagos20.xsd",
     }
     body = "".join(

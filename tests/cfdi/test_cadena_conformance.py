@@ -81,7 +81,9 @@ def test_unknown_and_tfd_elements_give_their_text(cadena_xslt: etree.XSLT) -> No
     extra = etree.SubElement(comp, "{urn:example:private}Extra", Attr="ignored")
     extra.text = "  texto  privado "
     etree.SubElement(extra, "{urn:example:private}Inner").tail = "\ncola"
-    tfd = etree.SubElement(comp, "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital", Version="1.1")
+    tfd = etree.SubElement(
+        comp, "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital", Version="1.1"
+    )
     tfd.text = " t "
     etree.SubElement(root, f"{C}Addenda").text = "never in the cadena"
     ours = cadena_original(root)
@@ -124,7 +126,9 @@ _ATTRS = [
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.tuples(st.sampled_from(_ATTRS), _values), min_size=1, max_size=6))
-def test_random_values_match_sat_xslt(values: list, cadena_xslt: etree.XSLT, base_doc: etree._Element) -> None:
+def test_random_values_match_sat_xslt(
+    values: list, cadena_xslt: etree.XSLT, base_doc: etree._Element
+) -> None:
     root = copy.deepcopy(base_doc)
     for (path, attr), value in values:
         el = root.find("/".join(C + p for p in path.split("/"))) if path else root

@@ -84,7 +84,9 @@ def test_eku_sat_csd_loads(eku_csd: Csd) -> None:
 def test_eku_wrong_password(shared_dir: Path) -> None:
     folder = shared_dir / "cfdi/csd/EKU9003173C9"
     with pytest.raises(CsdError, match="password"):
-        load_csd((folder / "EKU9003173C9.cer").read_bytes(), (folder / "EKU9003173C9.key").read_bytes(), "nope")
+        load_csd(
+            (folder / "EKU9003173C9.cer").read_bytes(), (folder / "EKU9003173C9.key").read_bytes(), "nope"
+        )
 
 
 def test_mismatched_pair_refused(emisor: Csd, pac: Csd) -> None:

@@ -36,15 +36,24 @@ def test_generated_invoice(pac: Csd, emisor: Csd) -> None:
     assert cfdi.tfd.sello_cfd == cfdi.comprobante.sello
     assert cfdi.tfd.cadena_original == tfd_cadena_original(find_tfd(_stamp(sealed, pac)))
     comp = cfdi.comprobante
-    assert (comp.serie, comp.folio, comp.fecha, comp.tipo_de_comprobante) == ("F", "00042", "2026-11-20T08:30:00", "I")
-    assert (comp.moneda, comp.tipo_cambio, comp.forma_pago, comp.metodo_pago) == ("USD", "17.2345", "03", "PUE")
+    assert (comp.serie, comp.folio, comp.fecha, comp.tipo_de_comprobante) == (
+        "F", "00042", "2026-11-20T08:30:00", "I"
+    )
+    assert (comp.moneda, comp.tipo_cambio, comp.forma_pago, comp.metodo_pago) == (
+        "USD", "17.2345", "03", "PUE"
+    )
     assert (comp.lugar_expedicion, comp.exportacion, comp.condiciones_de_pago) == ("06000", "01", "Contado")
     assert comp.no_certificado == emisor.no_certificado
-    assert comp.total_dec == comp.subtotal_dec - comp.descuento_dec + Decimal(cfdi.impuestos.total_trasladados) \
+    assert comp.total_dec == comp.subtotal_dec - comp.descuento_dec \
+        + Decimal(cfdi.impuestos.total_trasladados) \
         - Decimal(cfdi.impuestos.total_retenidos)
-    assert (cfdi.emisor.rfc, cfdi.emisor.nombre, cfdi.emisor.regimen_fiscal) == (emisor.rfc, emisor.name, "601")
+    assert (cfdi.emisor.rfc, cfdi.emisor.nombre, cfdi.emisor.regimen_fiscal) == (
+        emisor.rfc, emisor.name, "601"
+    )
     r = cfdi.receptor
-    assert (r.rfc, r.uso_cfdi, r.regimen_fiscal, r.domicilio_fiscal) == ("URE180429TM6", "G01", "612", "01000")
+    assert (r.rfc, r.uso_cfdi, r.regimen_fiscal, r.domicilio_fiscal) == (
+        "URE180429TM6", "G01", "612", "01000"
+    )
     assert cfdi.relacionados[0].tipo_relacion == "07"
     assert cfdi.relacionados[0].uuids == ("ED1752FE-E865-4FF2-BFE1-0F552E770DC9",)
     assert cfdi.informacion_global is not None and cfdi.informacion_global.anio == "2026"
@@ -96,7 +105,9 @@ def test_finkok_demo_sample(shared_dir: Path) -> None:
     assert cfdi.comprobante.serie is None
     assert cfdi.receptor.domicilio_fiscal == "54700"
     assert cfdi.conceptos[0].descripcion == "Portable tetris gamepad pro++ ⏻"
-    assert cfdi.tfd.cadena_original.startswith("||1.1|6F35D3B5-3651-5370-BC2C-14CDBE384CD7|2025-02-19T08:37:30|")
+    assert cfdi.tfd.cadena_original.startswith(
+        "||1.1|6F35D3B5-3651-5370-BC2C-14CDBE384CD7|2025-02-19T08:37:30|"
+    )
 
 
 def test_satcfdi_sample_with_everything(shared_dir: Path) -> None:

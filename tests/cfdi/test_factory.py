@@ -60,7 +60,10 @@ def _check_totals(data: bytes) -> None:
         got = {(t.get("TipoFactor"), t.get("TasaOCuota")): [D(t.get("Base")), D(t.get("Importe", "0"))]
                for t in summary.iterfind("cfdi:Traslados/cfdi:Traslado", NS)}
         assert got == dict(traslados)
-        got_ret = {r.get("Impuesto"): D(r.get("Importe")) for r in summary.iterfind("cfdi:Retenciones/cfdi:Retencion", NS)}
+        got_ret = {
+            r.get("Impuesto"): D(r.get("Importe"))
+            for r in summary.iterfind("cfdi:Retenciones/cfdi:Retencion", NS)
+        }
         assert got_ret == dict(retenciones)
         assert D(summary.get("TotalImpuestosTrasladados", "0")) == total_tras
         assert D(summary.get("TotalImpuestosRetenidos", "0")) == total_ret
@@ -134,8 +137,12 @@ def test_pagos_amounts() -> None:
     assert totales.get("MontoTotalPagos") == pago.get("Monto")
     # 250 exento, 3 x 19.99 at 8 %, 42 at 0 %
     assert totales.get("TotalTrasladosBaseIVAExento") == "250.00"
-    assert (totales.get("TotalTrasladosBaseIVA8"), totales.get("TotalTrasladosImpuestoIVA8")) == ("59.97", "4.80")
-    assert (totales.get("TotalTrasladosBaseIVA0"), totales.get("TotalTrasladosImpuestoIVA0")) == ("42.00", "0.00")
+    assert (totales.get("TotalTrasladosBaseIVA8"), totales.get("TotalTrasladosImpuestoIVA8")) == (
+        "59.97", "4.80"
+    )
+    assert (totales.get("TotalTrasladosBaseIVA0"), totales.get("TotalTrasladosImpuestoIVA0")) == (
+        "42.00", "0.00"
+    )
     assert pago.get("Monto") == "356.77"
 
 

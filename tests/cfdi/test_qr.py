@@ -13,7 +13,8 @@ from worker.cfdi.qr import format_total, make_qr, qr_modules, verification_url
     ("total", "expected"),
     [
         ("1000.00", "1000.0"), ("0", "0.0"), ("0.00", "0.0"), ("123.45", "123.45"), ("3327.01", "3327.01"),
-        ("0.1234565", "0.123457"), ("1500", "1500.0"), ("10.10", "10.1"), (Decimal("42025.160000"), "42025.16"),
+        ("0.1234565", "0.123457"), ("1500", "1500.0"), ("10.10", "10.1"),
+        (Decimal("42025.160000"), "42025.16"),
         ("999999999999999999.999999", "999999999999999999.999999"),
     ],
 )
@@ -33,7 +34,9 @@ def test_url_of_finkok_demo_sample() -> None:
 
 
 def test_ampersand_in_rfc_is_xml_escaped() -> None:
-    url = verification_url(uuid="U", rfc_emisor="Ñ&A010101AAA", rfc_receptor="XAXX010101000", total="1", sello="12345678")
+    url = verification_url(
+        uuid="U", rfc_emisor="Ñ&A010101AAA", rfc_receptor="XAXX010101000", total="1", sello="12345678"
+    )
     assert "&re=Ñ&amp;A010101AAA&rr=XAXX010101000&tt=1.0&fe=12345678" in url
 
 

@@ -52,7 +52,8 @@ def test_invoice_sealed_with_sat_csd(eku_csd: Csd, cfdi_schema) -> None:
     import base64
 
     eku_csd.cert.public_key().verify(
-        base64.b64decode(root.get("Sello")), cadena_original(root).encode(), padding.PKCS1v15(), hashes.SHA256()
+        base64.b64decode(root.get("Sello")), cadena_original(root).encode(), padding.PKCS1v15(),
+        hashes.SHA256(),
     )
 
 

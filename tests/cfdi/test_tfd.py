@@ -58,7 +58,8 @@ def test_stamp_our_invoice(pac: Csd, cfdi_schema, tfd_xslt: etree.XSLT) -> None:
 
 def test_stamp_with_leyenda_and_datetime(pac: Csd, cfdi_schema, tfd_xslt: etree.XSLT) -> None:
     stamped = add_tfd(
-        build_invoice(fecha=FECHA, seed=2), uuid=uuid.UUID(UUID), fecha_timbrado=dt.datetime(2026, 11, 20, 9, 1, 2),
+        build_invoice(fecha=FECHA, seed=2), uuid=uuid.UUID(UUID),
+        fecha_timbrado=dt.datetime(2026, 11, 20, 9, 1, 2),
         pac=pac, rfc_prov_certif="CVD110412TF6", leyenda="Leyenda   de prueba del SAT",
     )
     assert_valid(cfdi_schema, stamped)

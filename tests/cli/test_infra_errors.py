@@ -5,6 +5,7 @@ proves the one-liner is our rendering, not a fault that never happened."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_unreadable_secret_file_names_its_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["worker", "beat", "config"])
 def test_invalid_settings_never_echo_the_secret(tmp_path: Path, command: str) -> None:
-    overrides = '{"E1": {"base_url": "http://sif", "secret": %s}}' % OVERRIDE_SECRET
+    overrides = json.dumps({"E1": {"base_url": "http://sif", "secret": int(OVERRIDE_SECRET)}})
     env = clean_env(tmp_path, BILLING_SIF_OVERRIDES=overrides)
     res = run_billing([command], env, tmp_path)
     _one_line(res, "BILLING_SIF_OVERRIDES", "E1.secret")

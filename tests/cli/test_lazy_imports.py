@@ -22,7 +22,7 @@ try:
 except SystemExit as exc:
     code = exc.code
 print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+""" % (HEAVY,)  # noqa: UP031 - the template is Python full of braces; %r reads best
 
 
 def _probe(tmp: Path, *args: str) -> dict[str, object]:

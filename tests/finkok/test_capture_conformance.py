@@ -219,7 +219,9 @@ def test_get_receipt(shared_dir: Path, canned: Any) -> None:
 
 
 def test_accept_reject_signature(shared_dir: Path, canned: Any) -> None:
-    client = serve(canned, shared_dir / SAT / "test_finkok_accept_reject__accept_reject_signatureResponse.xml")
+    client = serve(
+        canned, shared_dir / SAT / "test_finkok_accept_reject__accept_reject_signatureResponse.xml"
+    )
     res = client.accept_reject_signature(b"<SolicitudAceptacionRechazo/>")
     assert res.rechazo == (r.UuidStatus("2D0E7634-886F-4119-B58F-2DCA228D510F", "1000"),)
     assert res.aceptacion == (r.UuidStatus("E5B5DB3F-6FF8-42E0-AAE5-645FECFF96DC", "1001"),)
@@ -234,7 +236,8 @@ def test_get_pending(shared_dir: Path, canned: Any) -> None:
 
 SAT_STATUS = [
     ("Cancelacion_Aceptacion_responsestatusxmlAC", "Vigente", "Cancelable con aceptación", None),
-    ("Cancelacion_Aceptacion_responsestatusxmlACC", "Cancelado", "Cancelable con aceptación", "Plazo vencido"),
+    ("Cancelacion_Aceptacion_responsestatusxmlACC", "Cancelado", "Cancelable con aceptación",
+     "Plazo vencido"),
     ("Cancelacion_Cancelable_sin_aceptacion_responsestatuCRP20.xml", "Vigente",
      "Cancelable sin aceptación", None),
     ("Cancelacion_No_cancelable_responsestatusInvoiceCancelA.xml", "Cancelado",

@@ -3,6 +3,7 @@ have been processed, and what the sandbox actually did."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -91,10 +92,8 @@ def test_connect_timeout_is_not_sent() -> None:
     for _ in range(3):
         f = socket.socket()
         f.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             f.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(f)
     try:
         client = FinkokClient(f"http://127.0.0.1:{port}", USERNAME, PASSWORD,

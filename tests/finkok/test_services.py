@@ -134,7 +134,8 @@ def test_related(client: FinkokClient, invoice: Invoice) -> None:
     res = client.get_related(EMISOR, RECEPTOR, child, b"cer", b"key")
     assert res.hijos == (r.RelatedCfdi(parent, EMISOR, RECEPTOR),) and res.padres == ()
     unknown = "11111111-2222-3333-4444-555555555555"
-    assert client.get_out_related(EMISOR, RECEPTOR, unknown, b"c", b"k").error == f"UUID: {unknown} No Encontrado"
+    res = client.get_out_related(EMISOR, RECEPTOR, unknown, b"c", b"k")
+    assert res.error == f"UUID: {unknown} No Encontrado"
     assert client.get_out_sat_status(EMISOR, RECEPTOR, unknown, "1").estado == "No Encontrado"
 
 
@@ -178,7 +179,9 @@ def test_registration_lifecycle(client: FinkokClient) -> None:
     assert client.registration_edit(rfc, "S").message == "Account was Suspended successfully"
     assert client.registration_get(rfc).users[0].status == "S"
     on_demand = client.registration_assign(rfc, 10)
-    assert (on_demand.success, on_demand.credit, on_demand.message) == (False, -1, "The user is on demand type")
+    assert (on_demand.success, on_demand.credit, on_demand.message) == (
+        False, -1, "The user is on demand type"
+    )
     assert client.registration_switch(rfc, "P").success is True
     assert client.registration_assign(rfc, 10) == r.AssignResult(True, 10, "Success")
     too_many = client.registration_assign(rfc, -20)

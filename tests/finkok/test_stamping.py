@@ -17,7 +17,9 @@ from worker.sandbox.finkok import FinkokSandbox
 Invoice = Callable[..., bytes]
 
 
-def test_stamp_returns_a_verifiable_stamp(client: FinkokClient, sandbox: FinkokSandbox, invoice: Invoice) -> None:
+def test_stamp_returns_a_verifiable_stamp(
+    client: FinkokClient, sandbox: FinkokSandbox, invoice: Invoice
+) -> None:
     xml = invoice()
     res = client.stamp(xml)
     assert res.kind is Kind.OK and res.incidencias == ()
@@ -62,7 +64,9 @@ def test_repeat_stamp_307_without_xml(client: FinkokClient, sandbox: FinkokSandb
     assert recovered.cod_estatus == "Comprobante recibido satisfactoriamente"
 
 
-def test_307_without_xml_by_receptor_rule(client: FinkokClient, sandbox: FinkokSandbox, invoice: Invoice) -> None:
+def test_307_without_xml_by_receptor_rule(
+    client: FinkokClient, sandbox: FinkokSandbox, invoice: Invoice
+) -> None:
     sandbox.configure(rules={"XAXX010101000": "307_no_xml"})
     generic = invoice(receptor_rfc="XAXX010101000", receptor_nombre="PUBLICO EN GENERAL",
                       receptor_cp="06000", receptor_regimen="616", uso_cfdi="S01")

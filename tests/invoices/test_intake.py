@@ -75,7 +75,9 @@ def test_created_stores_exact_bytes_and_publishes_after_commit(
         assert row is not None
         assert row.xml == sealed
         assert row.xml_sha256 == hashlib.sha256(sealed).hexdigest()
-        assert (row.empresa_ref_id, row.reference, row.pedidoga) == (IDS["empresa_ref_id"], IDS["reference"], "123435")
+        assert (row.empresa_ref_id, row.reference, row.pedidoga) == (
+            IDS["empresa_ref_id"], IDS["reference"], "123435"
+        )
         assert row.state == InvoiceState.RECEIVED and row.attempts == 0
         assert re.fullmatch(r"[A-Z&Ñ]{3,4}\d{6}[A-Z0-9]{3}", row.emisor_rfc)
 

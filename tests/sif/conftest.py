@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from worker.sif.client import SifClient
 
 SECRET = "tEsT-s1f-secret-7f3a9c"
 EMPRESA = "00000000-0000-1000-0000-000000000001"
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture()
 def sif() -> Iterator[SifSandbox]:
@@ -85,7 +85,8 @@ def add_nok(sessions: sessionmaker[Session]) -> MakeRows:
 
     def make(errors: list[dict[str, str]] | None = None, **invoice: Any) -> tuple[str, str]:
         errors = errors if errors is not None else [
-            {"code": "CFDI40145", "message": "El campo Nombre del receptor no coincide", "kind": "fiscal_data"}
+            {"code": "CFDI40145", "message": "El campo Nombre del receptor no coincide",
+             "kind": "fiscal_data"}
         ]
         with sessions.begin() as s:
             row = _invoice(**{"state": InvoiceState.REJECTED, "errors": errors, **invoice})
@@ -129,7 +130,9 @@ def stamped_cfdi() -> Callable[[str], bytes]:
         sealed = build_invoice(
             receptor_rfc="URE180429TM6", receptor_cp="06000", receptor_regimen="601", uso_cfdi="G03"
         )
-        return add_tfd(sealed, uuid=sat_uuid, fecha_timbrado=T0.strftime("%Y-%m-%dT%H:%M:%S"), pac=sandbox_pac_csd())
+        return add_tfd(
+            sealed, uuid=sat_uuid, fecha_timbrado=T0.strftime("%Y-%m-%dT%H:%M:%S"), pac=sandbox_pac_csd()
+        )
 
     return make
 

@@ -110,9 +110,11 @@ def test_answer_text_is_truncated_to_2kb(sif: SifSandbox, client: SifClient) -> 
 
 def test_timeout_is_our_own_exception_without_the_secret(sif: SifSandbox) -> None:
     sif.configure(faults=["hang"], hang_s=5)
-    with SifClient(make_settings(sif.url, sif_read_timeout_s=0.2)) as client:
-        with pytest.raises(SifTimeout) as info:
-            client.put_status(EMPRESA, nok())
+    with (
+        SifClient(make_settings(sif.url, sif_read_timeout_s=0.2)) as client,
+        pytest.raises(SifTimeout) as info,
+    ):
+        client.put_status(EMPRESA, nok())
     assert "ReadTimeout" in str(info.value)
     assert 150 <= info.value.duration_ms < 2000
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -127,9 +129,8 @@ def _closed_port() -> int:
 
 def test_connection_refused_is_our_own_exception_without_the_secret() -> None:
     url = f"http://127.0.0.1:{_closed_port()}/mcs/sif"
-    with SifClient(make_settings(url)) as client:
-        with pytest.raises(SifConnectionError) as info:
-            client.put_status(EMPRESA, nok())
+    with SifClient(make_settings(url)) as client, pytest.raises(SifConnectionError) as info:
+        client.put_status(EMPRESA, nok())
     assert "ConnectError" in str(info.value)
     assert SECRET not in str(info.value)
 

@@ -58,7 +58,9 @@ def test_204_delivers(sessions: sessionmaker[Session], add_nok: MakeRows, sif: S
     assert row.delivered_at == T0 and row.lease_owner is None and row.lease_expires_at is None
     assert row.attempts == 1 and row.next_attempt_at is None
     [attempt] = attempts(sessions, nid)
-    assert (attempt.status_code, attempt.error, attempt.response_body, attempt.worker) == (204, None, "", OWNER)
+    assert (attempt.status_code, attempt.error, attempt.response_body, attempt.worker) == (
+        204, None, "", OWNER
+    )
     assert attempt.started_at == T0
     assert sif.statuses(EMPRESA, "R-204") == ["NOK"]
     assert sif.received()[0]["body"]["folio"] == invoice_id
@@ -71,7 +73,8 @@ def test_409_means_sif_already_holds_the_ok(sessions: sessionmaker[Session], add
                                             sif: SifSandbox, client: SifClient, settings: Settings) -> None:
     ok = build_ok(reference="R-409", sat_uuid="1044D724-23CB-43A2-9AA7-C08B73FF4381", pedidoga=None,
                   stamped_xml=b"<x/>", pdf=b"%PDF-1.4",
-                  datos_fiscales={"rfc": "URE180429TM6", "usoCfdi": "G03", "regimenFiscal": "601", "codigoPostal": "06000"})
+                  datos_fiscales={"rfc": "URE180429TM6", "usoCfdi": "G03", "regimenFiscal": "601",
+                                  "codigoPostal": "06000"})
     assert client.put_status(EMPRESA, ok).status_code == 204
     _, nid = add_nok(reference="R-409")
     outcome = run(sessions, nid, client, settings)
@@ -246,7 +249,8 @@ def test_an_invalid_body_is_never_sent(sessions: sessionmaker[Session], add_nok:
     assert (path_outcome.result, path_outcome.state) == ("invalid_request", N.FAILED)
     assert sif.received() == []
     [a1] = attempts(sessions, bad_body)
-    assert a1.status_code is None and a1.error == "not sent: SIF body invalid: reference: '' should be non-empty"
+    assert a1.status_code is None
+    assert a1.error == "not sent: SIF body invalid: reference: '' should be non-empty"
     [a2] = attempts(sessions, bad_path)
     assert "empresaRefId" in (a2.error or "")
     assert "reference" in caplog.text
@@ -312,16 +316,14 @@ def test_resend_requeues_with_an_audit_row(sessions: sessionmaker[Session], add_
         assert nid in due_notifications(s, later(5))
     assert run(sessions, nid, client, settings, 5).result == "delivered"
     assert sif.statuses(EMPRESA, "R-RS") == ["NOK", "NOK"]
-    with sessions.begin() as s:
-        with pytest.raises(ResendError, match="unknown-id"):
-            enqueue_resend(s, "unknown-id", actor="ops", reason="x")
+    with sessions.begin() as s, pytest.raises(ResendError, match="unknown-id"):
+        enqueue_resend(s, "unknown-id", actor="ops", reason="x")
 
 
 def test_resend_is_refused_while_in_flight(sessions: sessionmaker[Session], add_nok: MakeRows) -> None:
     _, nid = add_nok()
-    with sessions.begin() as s:
-        with pytest.raises(ResendError, match="is queued"):
-            enqueue_resend(s, nid, actor="ops", reason="again")
+    with sessions.begin() as s, pytest.raises(ResendError, match="is queued"):
+        enqueue_resend(s, nid, actor="ops", reason="again")
     with sessions() as s:
         assert s.scalars(select(AuditLog)).all() == []
 
@@ -350,7 +352,9 @@ def test_a_worker_whose_lease_was_taken_over_cannot_settle(
     sif.configure(latency_s=0.5)
     _, nid = add_nok(reference="R-LEASE")
     results: dict[str, DeliveryOutcome] = {}
-    slow = threading.Thread(target=lambda: results.setdefault("A", run(sessions, nid, client, settings, 0, "A")))
+    slow = threading.Thread(
+        target=lambda: results.setdefault("A", run(sessions, nid, client, settings, 0, "A"))
+    )
     slow.start()
     assert sif.wait_for_requests(1)
     results["B"] = run(sessions, nid, client, settings, settings.claim_lease_s + 1, "B")

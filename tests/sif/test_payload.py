@@ -96,7 +96,9 @@ def test_receptor_fiscal_data_codes_set_the_flag(code: str) -> None:
     assert body["error"][1].startswith(f"{code} \u2013 ")
 
 
-@pytest.mark.parametrize("code", ["CFDI40142", "CFDI40162", "CFDI40101", "301", "302", "705", "708", "CFDI33118"])
+@pytest.mark.parametrize(
+    "code", ["CFDI40142", "CFDI40162", "CFDI40101", "301", "302", "705", "708", "CFDI33118"]
+)
 def test_other_codes_do_not(code: str) -> None:
     body = build_nok(reference="r", invoice_id=INVOICE_ID, pedidoga=None, errors=[_finkok_error(code)])
     validate_body(body)
@@ -137,9 +139,8 @@ def test_body_for_refuses_an_ok_without_stamped_xml(
     invoice_id, notification_id = add_nok()
     with sessions.begin() as s:
         s.get(Notification, notification_id).status = "OK"  # type: ignore[union-attr]
-    with sessions() as s:
-        with pytest.raises(PayloadError, match="no stamped XML"):
-            body_for(s.get(Invoice, invoice_id), s.get(Notification, notification_id))  # type: ignore[arg-type]
+    with sessions() as s, pytest.raises(PayloadError, match="no stamped XML"):
+        body_for(s.get(Invoice, invoice_id), s.get(Notification, notification_id))  # type: ignore[arg-type]
 
 
 def test_body_for_ok_from_rows(

@@ -3,6 +3,7 @@ thread safety, and running it as a process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,8 @@ HEADERS = {"secret": SECRET, "generatorId": "SIF_TEST", "Content-Type": "applica
 
 def ok(reference: str = "0016921514") -> dict[str, Any]:
     return build_ok(reference=reference, sat_uuid=UUID, pedidoga="1", stamped_xml=b"<x/>", pdf=b"%PDF",
-                    datos_fiscales={"rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612", "codigoPostal": "21200"})
+                    datos_fiscales={"rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612",
+                                    "codigoPostal": "21200"})
 
 
 def nok(reference: str = "0016921514") -> dict[str, Any]:
@@ -37,7 +39,9 @@ def nok(reference: str = "0016921514") -> dict[str, Any]:
                      errors=[{"code": "301", "message": "XML mal formado", "kind": "permanent"}])
 
 
-def put(sif: SifSandbox, body: Any, *, empresa: str = EMPRESA, headers: dict[str, str] | None = None) -> httpx.Response:
+def put(
+    sif: SifSandbox, body: Any, *, empresa: str = EMPRESA, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """A raw PUT, bypassing our client's own checks (to see what SIF does with bad input)."""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.put(f"{sif.url}/empresas/{empresa}/documents/billing/status",
@@ -150,10 +154,8 @@ def test_stop_does_not_wait_for_a_hanging_request() -> None:
 
 
 def _swallow(sandbox: SifSandbox) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         put(sandbox, nok())
-    except httpx.HTTPError:
-        pass
 
 
 def _free_port() -> int:

@@ -14,7 +14,9 @@ UUID = "1044D724-23CB-43A2-9AA7-C08B73FF4381"
 OK: dict[str, Any] = {
     "reference": "0016921514", "status": "OK", "folio": UUID, "type": "S", "pedidoga": "123435",
     "pdf": "JVBERi0=", "xml": "PD94bWw+",
-    "datosFiscales": {"rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612", "codigoPostal": "21200"},
+    "datosFiscales": {
+        "rfc": "RARA760229C54", "usoCfdi": "G03", "regimenFiscal": "612", "codigoPostal": "21200"
+    },
 }
 NOK: dict[str, Any] = {
     "reference": "0016921514", "error": ["first error", "second error"], "errorDatosFiscales": 1,
@@ -32,7 +34,9 @@ def test_schema_is_valid_draft07_and_closed() -> None:
     assert schema["properties"]["errorDatosFiscales"]["type"] == "number"
     assert schema["properties"]["errorDatosFiscales"]["enum"] == [0, 1]
     assert schema["required"] == ["reference", "status", "folio", "type"]
-    assert schema["properties"]["datosFiscales"]["required"] == ["rfc", "usoCfdi", "regimenFiscal", "codigoPostal"]
+    assert schema["properties"]["datosFiscales"]["required"] == [
+        "rfc", "usoCfdi", "regimenFiscal", "codigoPostal"
+    ]
     assert load_schema() is schema  # loaded once
 
 

@@ -118,7 +118,9 @@ def csd_from(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> Csd:
     """Pair a key and certificate after checking that they belong together."""
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CsdError(f"a CSD key must be RSA, got {type(key).__name__}")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if (not isinstance(cert_key, rsa.RSAPublicKey)
+            or key.public_key().public_numbers() != cert_key.public_numbers()):
         raise CsdError("the private key does not match the certificate")
     der = cert.public_bytes(serialization.Encoding.DER)
     return Csd(
@@ -167,7 +169,7 @@ def load_csd_pem(pem: bytes) -> Csd:
     return csd_from(key, x509.load_pem_x509_certificate(pem[cut:]))  # type: ignore[arg-type]
 
 
-def _attr(oid: ObjectIdentifier, value: str) -> x509.NameAttribute:
+def _attr(oid: ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
     # SAT encodes these as PrintableString; fall back to UTF8String for Ñ, & and the like.
     kind = _ASN1Type.PrintableString if set(value) <= _PRINTABLE else _ASN1Type.UTF8String
     return x509.NameAttribute(oid, value, _type=kind)
@@ -197,7 +199,7 @@ def generate_csd(
         attrs.append(_attr(NameOID.SERIAL_NUMBER, f" / {curp}"))
     attrs.append(_attr(NameOID.ORGANIZATIONAL_UNIT_NAME, "CSD de pruebas sin validez fiscal"))
     subject = x509.Name(attrs)
-    start = not_before or (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30))
+    start = not_before or (dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -262,7 +264,7 @@ def _load_from_disk(rfc: str, no_cert: str, folder: str) -> Csd | None:
         csd = load_csd_pem(path.read_bytes())
     except (OSError, ValueError):
         return None
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
     if csd.rfc != rfc or csd.no_certificado != no_cert or csd.cert.not_valid_after_utc < soon:
         return None
     return csd

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from lxml import etree
 
@@ -241,7 +242,9 @@ class StampedCfdi:
             sums: dict[tuple[str, str | None, str | None], list[Decimal]] = {}
             for c in self.conceptos:
                 for t in getattr(c, kind):
-                    acc = sums.setdefault((t.impuesto, t.tipo_factor, t.tasa_o_cuota), [Decimal(0), Decimal(0)])
+                    acc = sums.setdefault(
+                        (t.impuesto, t.tipo_factor, t.tasa_o_cuota), [Decimal(0), Decimal(0)]
+                    )
                     acc[0] += t.base_dec
                     acc[1] += t.importe_dec
             out.append(tuple(Tax(k[0], k[1], k[2], str(v[0]), str(v[1])) for k, v in sums.items()))
@@ -281,9 +284,12 @@ def _concepto(el: etree._Element) -> Concepto:
         retenciones=_taxes(imp, f"{_C}Retenciones/{_C}Retencion"),
         a_cuenta_terceros=None if terceros is None else ACuentaTerceros(
             terceros.get("RfcACuentaTerceros", ""), terceros.get("NombreACuentaTerceros", ""),
-            terceros.get("RegimenFiscalACuentaTerceros", ""), terceros.get("DomicilioFiscalACuentaTerceros", ""),
+            terceros.get("RegimenFiscalACuentaTerceros", ""),
+            terceros.get("DomicilioFiscalACuentaTerceros", ""),
         ),
-        informacion_aduanera=tuple(ia.get("NumeroPedimento", "") for ia in el.iterfind(f"{_C}InformacionAduanera")),
+        informacion_aduanera=tuple(
+            ia.get("NumeroPedimento", "") for ia in el.iterfind(f"{_C}InformacionAduanera")
+        ),
         cuenta_predial=tuple(cp.get("Numero", "") for cp in el.iterfind(f"{_C}CuentaPredial")),
         partes=tuple(
             Parte(
@@ -334,7 +340,8 @@ def _pagos(root: etree._Element) -> Pagos | None:
         ))
     return Pagos(
         version=node.get("Version", ""),
-        totales=tuple(totales.items()) if totales is not None else (),
+        # lxml's attribute items are str here; its stubs allow bytes too
+        totales=cast("tuple[tuple[str, str], ...]", tuple(totales.items())) if totales is not None else (),
         pagos=tuple(pagos),
     )
 
@@ -387,7 +394,8 @@ def extract(stamped_xml: bytes | etree._Element) -> StampedCfdi:
             regimen_fiscal=emisor.get("RegimenFiscal", ""), fac_atr_adquirente=emisor.get("FacAtrAdquirente"),
         ),
         receptor=Receptor(
-            rfc=receptor.get("Rfc", ""), nombre=receptor.get("Nombre", ""), uso_cfdi=receptor.get("UsoCFDI", ""),
+            rfc=receptor.get("Rfc", ""), nombre=receptor.get("Nombre", ""),
+            uso_cfdi=receptor.get("UsoCFDI", ""),
             regimen_fiscal=receptor.get("RegimenFiscalReceptor", ""),
             domicilio_fiscal=receptor.get("DomicilioFiscalReceptor", ""),
             residencia_fiscal=receptor.get("ResidenciaFiscal"), num_reg_id_trib=receptor.get("NumRegIdTrib"),

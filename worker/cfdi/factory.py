@@ -255,7 +255,9 @@ def build_invoice(
         raise ValueError(f"Moneda {moneda} needs tipo_cambio")
     specs = _conceptos(conceptos, rng, descripcion)
     for spec in specs:
-        _check_text(descripcion=spec.descripcion, unidad=spec.unidad, no_identificacion=spec.no_identificacion)
+        _check_text(
+            descripcion=spec.descripcion, unidad=spec.unidad, no_identificacion=spec.no_identificacion
+        )
     lines = [_compute(spec) for spec in specs]
 
     nsmap = {"cfdi": CFDI_NS, "xsi": XSI_NS}
@@ -347,7 +349,8 @@ def _conceptos_ingreso(root: etree._Element, lines: list[_Line]) -> None:
                 exento = factor == EXENTO
                 _sub(etree.SubElement(imp, _c("Traslados")), _c("Traslado"), [
                     ("Base", _money(ln.base)), ("Impuesto", "002"), ("TipoFactor", factor),
-                    ("TasaOCuota", None if exento else tasa), ("Importe", None if exento else _money(importe)),
+                    ("TasaOCuota", None if exento else tasa),
+                    ("Importe", None if exento else _money(importe)),
                 ])
             if ln.retenciones:
                 rets = etree.SubElement(imp, _c("Retenciones"))
@@ -409,7 +412,8 @@ def _impuestos(root: etree._Element, lines: list[_Line]) -> None:
             _sub(rets, _c("Retencion"), [("Impuesto", impuesto), ("Importe", _money(retenciones[impuesto]))])
     if traslados:
         trs = etree.SubElement(imp, _c("Traslados"))
-        for (factor, tasa), (base, importe) in sorted(traslados.items(), key=lambda kv: kv[0][1], reverse=True):
+        highest_first = sorted(traslados.items(), key=lambda kv: kv[0][1], reverse=True)
+        for (factor, tasa), (base, importe) in highest_first:
             exento = factor == EXENTO
             _sub(trs, _c("Traslado"), [
                 ("Base", _money(base)), ("Impuesto", "002"), ("TipoFactor", factor),
@@ -428,7 +432,9 @@ def _conceptos_pago(root: etree._Element) -> None:
 _IVA_TOTALES = {"0.160000": "IVA16", "0.080000": "IVA8", "0.000000": "IVA0"}
 
 
-def _pagos_complement(root: etree._Element, lines: list[_Line], fecha: dt.datetime, rng: random.Random) -> None:
+def _pagos_complement(
+    root: etree._Element, lines: list[_Line], fecha: dt.datetime, rng: random.Random
+) -> None:
     """One Pago in MXN settling one DoctoRelacionado per line, in a single instalment."""
     if any(ln.retenciones for ln in lines):
         raise ValueError("build_invoice(pagos=True) supports traslados only")
@@ -455,7 +461,8 @@ def _pagos_complement(root: etree._Element, lines: list[_Line], fecha: dt.dateti
             tr = etree.SubElement(etree.SubElement(dr, _p("ImpuestosDR")), _p("TrasladosDR"))
             _sub(tr, _p("TrasladoDR"), [
                 ("BaseDR", _money(ln.base)), ("ImpuestoDR", "002"), ("TipoFactorDR", factor),
-                ("TasaOCuotaDR", None if exento else tasa), ("ImporteDR", None if exento else _money(importe)),
+                ("TasaOCuotaDR", None if exento else tasa),
+                ("ImporteDR", None if exento else _money(importe)),
             ])
             acc = by_rate.setdefault((factor, tasa), [Decimal(0), Decimal(0)])
             acc[0] += ln.base

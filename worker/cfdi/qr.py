@@ -28,7 +28,9 @@ def format_total(total: str | Decimal) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def verification_url(*, uuid: str, rfc_emisor: str, rfc_receptor: str, total: str | Decimal, sello: str) -> str:
+def verification_url(
+    *, uuid: str, rfc_emisor: str, rfc_receptor: str, total: str | Decimal, sello: str
+) -> str:
     """``https://verificacfdi...?id=UUID&re=..&rr=..&tt=..&fe=..`` (``&`` in an RFC XML-escaped)."""
     return (
         f"{VERIFY_BASE}?id={uuid}&re={escape(rfc_emisor)}&rr={escape(rfc_receptor)}"
@@ -50,8 +52,9 @@ def qr_modules(url: str) -> tuple[int, bytes]:
         rows = make_qr(url).matrix
         return len(rows), bytes(1 if dark else 0 for row in rows for dark in row)
     code = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
-    view = memoryview(code.to_image(scale=1, add_quiet_zones=False))
-    n = view.shape[0]
+    # zxing-cpp's Image is a buffer (rows x columns, one byte each); its stub omits __buffer__
+    view = memoryview(code.to_image(scale=1, add_quiet_zones=False))  # type: ignore[arg-type]
+    n = len(view)  # the first dimension: rows
     assert view.shape == (n, n), view.shape
     # the image is 0 for a dark module, 255 for a light one
     return n, bytes(view).translate(_INVERT)

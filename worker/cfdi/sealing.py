@@ -24,6 +24,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -41,14 +42,15 @@ _WS = re.compile(r"[ \t\r\n]+")
 UNSUPPORTED_COMPLEMENT_NS = frozenset(
     "http://www.sat.gob.mx/" + name
     for name in (
-        "ComercioExterior11 ComercioExterior20 donat divisas implocal leyendasFiscales pfic "
-        "TuristaPasajeroExtranjero nomina12 registrofiscal pagoenespecie aerolineas "
-        "valesdedespensa notariospublicos vehiculousado servicioparcialconstruccion "
-        "renovacionysustitucionvehiculos certificadodestruccion arteantiguedades ine iedu "
-        "ventavehiculos detallista EstadoDeCuentaCombustible12 ConsumoDeCombustibles11 "
-        "GastosHidrocarburos10 IngresosHidrocarburos10 CartaPorte20 CartaPorte30 CartaPorte31 "
-        "hidrocarburospetroliferos"
-    ).split()
+        "ComercioExterior11", "ComercioExterior20", "donat", "divisas", "implocal",
+        "leyendasFiscales", "pfic", "TuristaPasajeroExtranjero", "nomina12", "registrofiscal",
+        "pagoenespecie", "aerolineas", "valesdedespensa", "notariospublicos", "vehiculousado",
+        "servicioparcialconstruccion", "renovacionysustitucionvehiculos", "certificadodestruccion",
+        "arteantiguedades", "ine", "iedu", "ventavehiculos", "detallista",
+        "EstadoDeCuentaCombustible12", "ConsumoDeCombustibles11", "GastosHidrocarburos10",
+        "IngresosHidrocarburos10", "CartaPorte20", "CartaPorte30", "CartaPorte31",
+        "hidrocarburospetroliferos",
+    )
 )
 
 
@@ -114,7 +116,7 @@ class _Cadena:
 
     def text(self, el: etree._Element) -> None:
         """XSLT built-in rules: an element without a template yields its text content."""
-        self.out.append("".join(el.xpath(".//text()")))
+        self.out.append("".join(cast("list[str]", el.xpath(".//text()"))))  # text nodes are strings
 
     def result(self) -> str:
         return "|" + "".join(self.out) + "||"

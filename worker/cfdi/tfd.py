@@ -56,7 +56,9 @@ def find_tfd(doc: bytes | etree._Element) -> etree._Element | None:
 
 def tfd_cadena_original(tfd: etree._Element) -> str:
     """``||1.1|UUID|FechaTimbrado|RfcProvCertif[|Leyenda]|SelloCFD|NoCertificadoSAT||``."""
-    parts = [normalize_space(tfd.get(name, "")) for name in ("Version", "UUID", "FechaTimbrado", "RfcProvCertif")]
+    parts = [
+        normalize_space(tfd.get(name, "")) for name in ("Version", "UUID", "FechaTimbrado", "RfcProvCertif")
+    ]
     leyenda = tfd.get("Leyenda")
     if leyenda is not None:
         parts.append(normalize_space(leyenda))
@@ -178,8 +180,8 @@ def _insert(xml_bytes: bytes, root: etree._Element, tfd_bytes: bytes) -> bytes:
             tag = xml_bytes[off.complemento_start : m.end() - 2].rstrip()
             new = tag + b">" + tfd_bytes + f"</{cfdi_pfx}Complemento>".encode()
             return xml_bytes[: off.complemento_start] + new + xml_bytes[m.end() :]
-        at = off.complemento_end
-        return xml_bytes[:at] + tfd_bytes + xml_bytes[at:]
+        end = off.complemento_end
+        return xml_bytes[:end] + tfd_bytes + xml_bytes[end:]
     at = off.addenda_start if off.addenda_start is not None else off.root_end
     if at is None:
         raise TfdError("cannot locate the end of cfdi:Comprobante")

@@ -7,7 +7,7 @@ moment the window can close anywhere, so a deadline computed here is never late.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 WINDOW = timedelta(hours=72)
 EARLIEST_ZONE = timezone(timedelta(hours=-5))  # Quintana Roo: the window closes first there
@@ -24,4 +24,4 @@ def stamp_deadline(fecha: str | None) -> datetime | None:
         return None
     if local.tzinfo is None:
         local = local.replace(tzinfo=EARLIEST_ZONE)
-    return (local + WINDOW).astimezone(timezone.utc)
+    return (local + WINDOW).astimezone(UTC)

@@ -58,6 +58,7 @@ def parse(data: bytes) -> etree._Element:
         # libxml2 messages may hold a newline; a refusal reads as one line.
         message = re.sub(r"\s+", " ", str(exc.msg)).replace(" ,", ",").strip()
         raise UnsafeXmlError(f"not well-formed XML: {message}") from None
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    # lxml-stubs' DocInfo lacks doctype (lxml has it)
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # type: ignore[union-attr]
         raise UnsafeXmlError(DTD_REFUSED)
     return tree.getroot()

@@ -92,7 +92,9 @@ def list_(
         return
     table = Table("id", "name", "prefix", "empresaRefIds", "created", "last used", "revoked")
     for row in rows:
-        scope = row.empresa_ref_ids if isinstance(row.empresa_ref_ids, str) else ", ".join(row.empresa_ref_ids)
+        scope = (
+            row.empresa_ref_ids if isinstance(row.empresa_ref_ids, str) else ", ".join(row.empresa_ref_ids)
+        )
         table.add_row(
             row.id, row.name, row.prefix, scope, f"{row.created_at:%Y-%m-%d %H:%M}",
             f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "-",

@@ -14,7 +14,8 @@ import typer
 from worker.cli.context import Context, console, current_actor, err_console, fail
 
 if TYPE_CHECKING:
-    from worker.invoices.intake import ItemResult, Publish
+    from worker.doorbell import Bell as Publish
+    from worker.invoices.intake import ItemResult
 
 REFUSED = ("refused", "conflict", "error")
 BATCH = 100  # invoices per intake transaction
@@ -75,7 +76,7 @@ def enqueue(
         task = progress.add_task("enqueue", total=len(items))
         for lo in range(0, len(items), BATCH):
             chunk = items[lo : lo + BATCH]
-            for item, line in zip(chunk, _submit_chunk(ctx, chunk, replace, reason, publish)):
+            for item, line in zip(chunk, _submit_chunk(ctx, chunk, replace, reason, publish), strict=True):
                 if line["status"] in REFUSED:
                     refused += 1
                     typer.echo(
@@ -115,7 +116,7 @@ def _submit_chunk(
         max_xml_bytes=ctx.settings.max_xml_bytes, publish=publish, actor=current_actor(),
         reason=reason, checks=ctx.settings.intake_checks,
     )
-    for (i, _), result in zip(readable, results):
+    for (i, _), result in zip(readable, results, strict=True):
         lines[i] = _line(chunk[i], result)
     return [line for line in lines if line is not None]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import typer
 from typer.core import TyperGroup
@@ -36,7 +36,17 @@ class Fault(Exception):
         return f"{self} (check {self.setting})"
 
 
-def debug_requested(ctx: typer.Context | None = None) -> bool:
+class _ContextChain(Protocol):
+    """A typer Context and its parents (typed as click's base Context, vendored by typer)."""
+
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+    @property
+    def parent(self) -> _ContextChain | None: ...
+
+
+def debug_requested(ctx: _ContextChain | None = None) -> bool:
     """``--debug`` on the command line, or BILLING_DEBUG set to something true."""
     while ctx is not None:
         if ctx.params.get("debug"):
@@ -147,11 +157,14 @@ def _database_error(exc: BaseException) -> str | None:
 def _broker_error(exc: BaseException) -> str | None:
     from kombu.exceptions import OperationalError
 
+    faults: tuple[type[BaseException], ...] = (OperationalError,)
     try:
         from redis.exceptions import ConnectionError as RedisConnectionError
     except ImportError:  # pragma: no cover
-        RedisConnectionError = OperationalError  # noqa: N806
-    if not isinstance(exc, (OperationalError, RedisConnectionError)):
+        pass
+    else:
+        faults += (RedisConnectionError,)
+    if not isinstance(exc, faults):
         return None
     return (f"the broker at {_broker_url()} cannot be reached: {_first_line(exc)} "
             "(check BILLING_BROKER_URL, and that the broker is up)")

@@ -54,12 +54,14 @@ class StatusTransport(Transport):
     """
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # zeep's Transport is unannotated
         self._local = threading.local()
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
         self._local.status = None
-        response = super().post(address, message, headers)
+        response: requests.Response = super().post(  # type: ignore[no-untyped-call]  # zeep, unannotated
+            address, message, headers
+        )
         self._local.status = response.status_code
         return response
 

@@ -85,13 +85,14 @@ def store_refused(
     now = utcnow()
     kept = xml if len(xml) <= max_xml_bytes else b""
     emisor, receptor, total = _peek(kept)
+    invoice_id, xml_sha256 = new_id(), hashlib.sha256(xml).hexdigest()
     row = {
-        "id": new_id(),
+        "id": invoice_id,
         "empresa_ref_id": empresa_ref_id,
         "reference": reference,
         "pedidoga": pedidoga if pedidoga and len(pedidoga) <= MAX_ID_LENGTH else None,
         "xml": kept,
-        "xml_sha256": hashlib.sha256(xml).hexdigest(),
+        "xml_sha256": xml_sha256,
         "xml_version": 1,
         "emisor_rfc": emisor,
         "receptor_rfc": receptor,
@@ -110,14 +111,14 @@ def store_refused(
     what = f"refused {refusal.reason}"
     with sessions.begin() as session:
         if insert_if_free(session, [row]):
-            notification_id = outbox(session, row["id"], "NOK", now=now)
-            return RefusedResult(row["id"], notification_id, True,
-                                 f"{what}: invoice {row['id']} rejected, NOK queued")
+            notification_id = outbox(session, invoice_id, "NOK", now=now)
+            return RefusedResult(invoice_id, notification_id, True,
+                                 f"{what}: invoice {invoice_id} rejected, NOK queued")
         held = _holder(session, empresa_ref_id, reference)
     if held is None:  # vanished between the insert and the read: nothing was stored
         return RefusedResult(None, None, False, f"{what}: not stored ({empresa_ref_id}/{reference} busy)")
     held_id, held_sha, held_state, held_kind = held
-    if held_sha == row["xml_sha256"] and held_kind == INTAKE_KIND:
+    if held_sha == xml_sha256 and held_kind == INTAKE_KIND:
         return RefusedResult(held_id, None, False,
                              f"{what}: invoice {held_id} already rejected for it (one NOK)")
     log.warning("refused document not stored: %s/%s is held by invoice %s (%s)",

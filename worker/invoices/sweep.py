@@ -11,7 +11,7 @@ on every sweep (found by the chaos run: 13,000 stale doorbells).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
@@ -61,7 +61,7 @@ def due_notifications(
     sending whose lease expired: the worker died between claim and settle)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     stmt = (
         select(Notification.id)
         .where(due_where(Notification, NOTIFICATION_CLAIM, now))

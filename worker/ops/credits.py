@@ -73,7 +73,7 @@ def store(session: Session, reading: CreditReading, now: datetime) -> None:
                                  "error": reading.error}
     if reading.error is None:
         values |= {"credits": reading.credits, "reported_at": reading.reported_at}
-    upsert(session, FinkokCredit.__table__, values, "taxpayer_id")  # type: ignore[arg-type]
+    upsert(session, FinkokCredit.__table__, values, "taxpayer_id")
 
 
 def poll_credits(sessions: sessionmaker[Session], client: CreditClient,

@@ -39,7 +39,7 @@ def upsert(session: Session, table: Table, values: dict[str, Any], key: str) -> 
 def beat(session: Session, name: str, *, interval_s: float | None = None,
          at: datetime | None = None) -> None:
     """Record that job ``name`` ran now (or ``at``), meaning to run every ``interval_s``."""
-    upsert(session, Heartbeat.__table__,  # type: ignore[arg-type]
+    upsert(session, Heartbeat.__table__,
            {"name": name, "at": at or utcnow(), "interval_s": interval_s}, "name")
 
 

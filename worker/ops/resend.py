@@ -7,7 +7,7 @@ time also restarts the row's transient-failure budget (``notify._transient_failu
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ def _utc(now: datetime | None) -> datetime:
         return utcnow()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return now.astimezone(timezone.utc)
+    return now.astimezone(UTC)
 
 
 def _resolve(session: Session, target_id: str) -> Notification:

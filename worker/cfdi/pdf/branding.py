@@ -78,7 +78,7 @@ def _read_logo(path: Path) -> Logo | None:
             if img.width <= MAX_LOGO_PX[0] and img.height <= MAX_LOGO_PX[1]:
                 return Logo(data, img.width, img.height)
             small = img.copy()
-            small.thumbnail(MAX_LOGO_PX, Image.LANCZOS)
+            small.thumbnail(MAX_LOGO_PX, Image.Resampling.LANCZOS)
             out = io.BytesIO()
             if fmt == "JPEG":
                 small.convert("RGB").save(out, "JPEG", quality=90)

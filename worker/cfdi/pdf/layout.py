@@ -11,11 +11,13 @@ subsets of Kurinto (:mod:`worker.cfdi.fonts`) are embedded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fpdf import FPDF
+from fpdf.fonts import CoreFont, TTFFont
 
 from worker.cfdi.fonts import FontPlan, plan_fonts
 from worker.cfdi.qr import MIN_SIDE_MM, qr_modules
@@ -119,7 +121,8 @@ class Writer:
         self.size = 0.0
         self.bold = False
         self.on_new_page: list[Callable[[], None]] = []
-        self._widths: dict[str, dict] = {}
+        # width tables, 1/1000 em: keyed by latin-1 char (core fonts) or by code point (embedded)
+        self._widths: dict[str, Mapping[Any, float]] = {}
 
     # fonts -----------------------------------------------------------------------
     def font(self, size: float, bold: bool = False) -> None:
@@ -135,21 +138,23 @@ class Writer:
             return face + "B"
         return face
 
-    def _cw(self, key: str) -> dict:
+    def _cw(self, key: str) -> Mapping[Any, float]:
         cw = self._widths.get(key)
         if cw is None:
             if key.startswith("helvetica"):
                 cw = _CORE_WIDTHS.get(key)
                 if cw is None:
                     self.pdf.set_font("helvetica", key[9:], self.size)
-                    cw = self.pdf.current_font.cw
+                    current = self.pdf.current_font
+                    assert current is not None  # set_font just set it
+                    cw = current.cw
                     self.pdf.set_font("helvetica", "B" if self.bold else "", self.size)
             else:
                 cw = self._embedded(key).cw
             self._widths[key] = cw
         return cw
 
-    def _embedded(self, key: str):  # type: ignore[no-untyped-def]
+    def _embedded(self, key: str) -> CoreFont | TTFFont:
         """The fpdf2 font for ``key``, added on first use (unused faces cost nothing)."""
         fonts = self.pdf.fonts
         if key not in fonts:

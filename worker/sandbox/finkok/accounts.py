@@ -88,7 +88,9 @@ class AccountsDesk:
     def report_total(self, req: Request) -> Outcome:
         taxpayer = (req.text("taxpayer_id") or "").upper()
         total = len(self._stamps_of(taxpayer, self._window(req), req.text("invoice_type") or ""))
-        return Outcome([Node("result", [Node("ReportTotal", [Node("total", total), Node("taxpayer_id", taxpayer)])])])
+        return Outcome([Node("result", [
+            Node("ReportTotal", [Node("total", total), Node("taxpayer_id", taxpayer)]),
+        ])])
 
     def report_uuid(self, req: Request) -> Outcome:
         rows = self._stamps_of(req.text("taxpayer_id") or "", self._window(req),
@@ -123,7 +125,9 @@ class AccountsDesk:
     def edit(self, req: Request) -> Outcome:
         c = self.ledger.customers.get((req.text("taxpayer_id") or "").upper())
         if c is None:
-            return Outcome([Node("message", "ERROR: El rfc no se encuentra registrado"), Node("success", False)])
+            return Outcome([
+                Node("message", "ERROR: El rfc no se encuentra registrado"), Node("success", False),
+            ])
         status = (req.text("status") or "").upper()
         if status not in ("A", "S"):
             return Outcome([Node("message", "Invalid status"), Node("success", False)])

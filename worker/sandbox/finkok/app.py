@@ -71,7 +71,8 @@ class FinkokSimulator:
         self.stamping = StampDesk(self.config, self.ledger, self.rng, self._pac)
         self.cancel = CancelDesk(self.config, self.ledger)
         self.accounts = AccountsDesk(self.ledger)
-        s, c, u, r, t, a = self.stamping, self.cancel, self.accounts, "registration", "retentions", self.accounts
+        s, c, a = self.stamping, self.cancel, self.accounts
+        u, r, t = self.accounts, "registration", "retentions"
         self.routes: dict[tuple[str, str], tuple[Callable[[Request], Outcome], str]] = {
             ("stamp", "stamp"): (lambda q: s.stamp(q, "stamp"), INCIDENCIA),
             ("stamp", "quick_stamp"): (lambda q: s.stamp(q, "quick_stamp"), INCIDENCIA),
@@ -149,7 +150,9 @@ class FinkokSimulator:
         try:
             req = parse_request(body)
         except BadRequest as exc:
-            return Reply(500, render_fault(key, info.namespace, str(exc), "senv:Client.SchemaValidationError"))
+            return Reply(
+                500, render_fault(key, info.namespace, str(exc), "senv:Client.SchemaValidationError")
+            )
         route = self.routes.get((key, req.operation))
         if route is None or req.namespace != info.namespace:
             return Reply(500, render_fault(

@@ -52,7 +52,8 @@ def _folios_of(doc: etree._Element) -> list[tuple[str, str | None, str | None]]:
             continue
         if _local(el) == "Folio" and el.get("UUID"):
             out.append((el.get("UUID", "").upper(), el.get("Motivo"), el.get("FolioSustitucion")))
-        elif _local(el) == "UUID" and el.text and _local(el.getparent()) == "Folios":
+        elif (_local(el) == "UUID" and el.text and (parent := el.getparent()) is not None
+              and _local(parent) == "Folios"):
             out.append((el.text.strip().upper(), None, None))
     return out
 
@@ -111,7 +112,7 @@ class CancelDesk:
                 retention: bool = False) -> Outcome:
         if not folios:
             return Outcome([Node("CodEstatus", "206")])
-        for uid, motivo, sustitucion in folios:
+        for _uid, motivo, sustitucion in folios:
             if motivo == "01" and not sustitucion:
                 return Outcome([Node(
                     "CodEstatus", "Motivo cancelación es 01, FolioSustitucion del CFDI es requerido."
@@ -147,7 +148,8 @@ class CancelDesk:
                 fresh.append((uid, code))
         if not fresh:  # a repeat: no Acuse, and Finkok's other date format
             return Outcome([
-                Node("Folios", answered), Node("Fecha", mexico_now(micro=True).strftime("%Y-%m-%d %H:%M:%S.%f")),
+                Node("Folios", answered),
+                Node("Fecha", mexico_now(micro=True).strftime("%Y-%m-%d %H:%M:%S.%f")),
                 Node("RfcEmisor", rfc),
             ])
         acuse = _acuse(rfc, fecha, fresh)
@@ -306,7 +308,9 @@ class CancelDesk:
 
         def item(tag: str, d: DocumentRecord) -> Node:
             u = d.stamps[-1].uuid if d.stamps else ""
-            return Node(tag, [Node("uuid", u), Node("emisor", d.emisor_rfc), Node("receptor", d.receptor_rfc)])
+            return Node(tag, [
+                Node("uuid", u), Node("emisor", d.emisor_rfc), Node("receptor", d.receptor_rfc),
+            ])
 
         docs = list(self.ledger.documents.values())
         padres = [item("Padre", d) for d in docs if uid in d.relacionados]

@@ -72,7 +72,9 @@ def read(raw: bytes, *, retention: bool = False) -> PreCfdi:
         emisor = root.find(f"{{{ns}}}Emisor")
         receptor = root.find(f"{{{ns}}}Receptor/*")
         emisor_rfc = emisor.get("RfcE") if emisor is not None else None
-        receptor_rfc = (receptor.get("RfcR") or receptor.get("NumRegIdTribR")) if receptor is not None else None
+        receptor_rfc = (
+            (receptor.get("RfcR") or receptor.get("NumRegIdTribR")) if receptor is not None else None
+        )
         fecha = root.get("FechaExp")
     else:
         emisor = root.find(f"{{{ns}}}Emisor")

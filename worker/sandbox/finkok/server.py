@@ -23,6 +23,7 @@ Behaviour lives in the other modules of ``worker.sandbox.finkok``; this one is t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import socket
@@ -57,10 +58,8 @@ class _Server(SandboxHTTPServer):
         with self.connections_lock:
             conns = list(self.connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -152,10 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.simulator.handle_soap(key, body)
         if reply.drop:  # the answer is lost: close without a byte
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self._send(reply.status, reply.body,
                    "text/html" if reply.plain else "text/xml; charset=utf-8")

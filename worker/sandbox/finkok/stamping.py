@@ -9,6 +9,7 @@ CFDI40143), then a fresh UUID and TFD.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -67,7 +68,10 @@ def incidencia(code: str, detail: str = "", *, uuid: str = "", rfc_emisor: str |
 
 
 def refusal_result(refusal: Refusal, rfc_emisor: str | None = None) -> list[Node]:
-    return [Node("xml", ""), Node("Incidencias", [incidencia(refusal.code, refusal.detail, rfc_emisor=rfc_emisor)])]
+    return [
+        Node("xml", ""),
+        Node("Incidencias", [incidencia(refusal.code, refusal.detail, rfc_emisor=rfc_emisor)]),
+    ]
 
 
 def stamp_nodes(stamp: Stamp, cod_estatus: str, incidencias: list[Node] | None = None) -> list[Node]:
@@ -208,10 +212,8 @@ class StampDesk:
     def sign_stamp(self, req: Request) -> Outcome:
         """The sandbox keeps no issuer CSDs, so sealing on the issuer's behalf is refused."""
         doc_rfc = None
-        try:
+        with contextlib.suppress(Refusal):
             doc_rfc = read(decode_b64(req.text("xml"))).emisor_rfc
-        except Refusal:
-            pass
         raise Refusal("720", f"RFC {doc_rfc or ''} has no CSD loaded in the sandbox".strip())
 
     # --- query_pending --------------------------------------------------------------------

@@ -9,7 +9,6 @@ text escaped as ``&lt;``/``&gt;``/``&amp;`` only. Used by the local Finkok sandb
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -41,7 +40,7 @@ _FIXED = {
 }
 
 # A field value: text/number/bool leaf, None (left out), or child nodes.
-Value = Union[str, int, bool, None, list["Node"]]
+Value = str | int | bool | None | list["Node"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,8 @@ def parse_request(body: bytes) -> Request:
         tree = etree.fromstring(body, _parser()).getroottree()
     except etree.XMLSyntaxError as exc:
         raise BadRequest(f"not well-formed XML: {exc.msg}") from None
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    # lxml-stubs' DocInfo lacks doctype (lxml has it)
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # type: ignore[union-attr]
         raise BadRequest("a DTD is not allowed")
     root = tree.getroot()
     if root.tag != f"{{{SOAP_ENV}}}Envelope":

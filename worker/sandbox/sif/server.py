@@ -22,13 +22,14 @@ Every PUT is recorded (body, decision, fault) and readable from Python (``receiv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import json
 import logging
 import re
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
@@ -140,12 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         generator_id = self.headers.get("generatorId")
         body: Any = None
-        try:
+        with contextlib.suppress(ValueError):
             body = json.loads(raw)
-        except ValueError:
-            pass
         entry: dict[str, Any] = {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "empresa_ref_id": empresa,
             "peer_port": self.client_address[1],  # equal across requests: a reused connection
             "generator_id": generator_id,
