@@ -573,7 +573,7 @@ def _enqueue(sessions: Any, app: Any, planned: list[Planned], window_s: float, c
         if pause > 0:
             time.sleep(pause)
         items = [Submission(p.xml, EMPRESA, p.reference, f"P{p.reference[-5:]}") for p in chunk]
-        for attempt in range(10):
+        for _attempt in range(10):
             try:
                 results = submit_many(sessions, items,
                                       publish=bell_for(app, STAMP_TASK))
@@ -604,7 +604,7 @@ def _settled(sessions: Any, count: int) -> bool:
                         .where(Invoice.state.in_(TERMINAL)))
         open_ = s.scalar(select(func.count()).select_from(Notification)
                          .where(Notification.state.not_in(("delivered", "failed"))))
-    return total == count and done == count and open_ == 0
+    return bool(total == count and done == count and open_ == 0)
 
 
 def _progress(sessions: Any) -> str:
@@ -630,7 +630,7 @@ def finkok_xml(base_url: str, username: str, password: str, sat_uuid: str, taxpa
                client: httpx.Client) -> str | None:
     """The stamped XML the Finkok sandbox holds for a UUID, by a raw SOAP get_xml call
     (no zeep, none of the worker's code: an independent reading)."""
-    from lxml import etree  # type: ignore[import-untyped]
+    from lxml import etree
 
     envelope = (
         '<?xml version="1.0" encoding="UTF-8"?>'

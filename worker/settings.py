@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _fill_embedded_defaults(self) -> "Settings":
+    def _fill_embedded_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'billing.db').as_posix()}"
         if not self.broker_url:

@@ -61,14 +61,15 @@ class Services(Resources):
             connect_timeout=READY_TIMEOUT_S - 1, transport_options=options
         ) as conn:
             conn.ensure_connection(
-                max_retries=1, interval_start=0, interval_step=0, timeout=READY_TIMEOUT_S - 1
+                max_retries=1, interval_start=0, interval_step=0,
+                timeout=READY_TIMEOUT_S - 1,  # type: ignore[arg-type]  # kombu takes float seconds
             )
 
     async def readiness(self) -> dict[str, str]:
         """"ok" or "down (<error type>)" per dependency, each bounded by READY_TIMEOUT_S."""
         checks = {"database": self.check_database, "broker": self.check_broker}
         results = await asyncio.gather(*(_probe(name, fn) for name, fn in checks.items()))
-        return dict(zip(checks, results))
+        return dict(zip(checks, results, strict=True))
 
 
 async def _probe(name: str, fn: Callable[[], Any]) -> str:

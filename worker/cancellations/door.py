@@ -151,7 +151,7 @@ def request_cancellation(
                                  row.state if row else None, motivo, substitute)
         details: dict[str, Any] = {"motivo": motivo, "folio_sustitucion": substitute,
                                    "sat_uuid": invoice.sat_uuid}
-        fields = dict(motivo=motivo, folio_sustitucion=substitute, reason=reason.strip(),
+        fields: dict[str, Any] = dict(motivo=motivo, folio_sustitucion=substitute, reason=reason.strip(),
                       requested_by=actor, next_attempt_at=now, attempts=0, polls=0, errors=None,
                       updated_at=now)
         if row is None:

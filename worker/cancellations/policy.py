@@ -104,8 +104,9 @@ def judge_status(result: SatStatusResult) -> Settled:
 def poll_delay_s(polls: int, *, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
     """Backoff between SAT status polls: doubling from ``base_s`` up to ``max_s``, with
     equal jitter (half fixed, half random), so many rows do not poll in step."""
-    step = min(max_s, base_s * 2 ** max(0, polls))
-    return step / 2 + (rng or random).uniform(0, step / 2)
+    step: float = min(max_s, base_s * 2 ** max(0, polls))
+    jitter: float = (rng or random).uniform(0, step / 2)
+    return step / 2 + jitter
 
 
 def send_delay_s(attempts: int, *, base_s: float, max_s: float, rng: random.Random | None = None) -> float:

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.cancellations.policy import judge_status, poll_delay_s
 from worker.cancellations.sending import (
-    Call,
     CancelFinkok,
     Job,
     _call,
@@ -39,6 +38,7 @@ from worker.cancellations.sending import (
 from worker.db.lifecycle import due_where, move
 from worker.db.models import Cancellation, StampAttempt, utcnow
 from worker.db.states import CANCELLATION_CLAIM, CANCELLATION_EDGES, CANCELLATION_POLL
+from worker.finkok.calls import Call
 from worker.finkok.errors import FinkokError
 from worker.settings import Settings
 

@@ -104,7 +104,8 @@ def mexico_fecha(now: datetime | None = None) -> str:
 
 def build_cancelacion(request: CancelRequest, fecha: str) -> etree._Element:
     """The unsigned document."""
-    root = etree.Element(f"{{{SAT_NS}}}Cancelacion", nsmap={None: SAT_NS})
+    root = etree.Element(f"{{{SAT_NS}}}Cancelacion",
+                         nsmap={None: SAT_NS})  # type: ignore[dict-item]  # lxml's default namespace
     root.set("RfcEmisor", request.rfc_emisor)
     root.set("Fecha", fecha)
     folios = etree.SubElement(root, f"{{{SAT_NS}}}Folios")
@@ -140,12 +141,12 @@ def sign_cancelacion(request: CancelRequest, csd: Csd, *, fecha: str | None = No
 def sign_document(root: etree._Element, csd: Csd) -> bytes:
     """Sign any SAT request document (enveloped XMLDSig, SAT's algorithms) with ``csd``.
     No rule of its content is checked here (tests build refusable requests with it)."""
-    from signxml import XMLSigner  # imported here: the CLI's --help stays light
     from signxml.algorithms import (
         CanonicalizationMethod,
         DigestAlgorithm,
         SignatureMethod,
     )
+    from signxml.signer import XMLSigner  # imported here: the CLI's --help stays light
 
     class _SatSigner(XMLSigner):
         def check_deprecated_methods(self) -> None:  # SAT's algorithm, not our choice
@@ -222,7 +223,10 @@ def verify_cancelacion(data: bytes, *, at: datetime | None = None) -> Verified:
         raise SignatureError("302", f"the KeyInfo certificate cannot be read: {exc}") from None
     # The digest: the document without its Signature, canonicalized.
     unsigned = etree.fromstring(etree.tostring(root))
-    unsigned.remove(unsigned.find(f"{{{DS_NS}}}Signature"))
+    signature = unsigned.find(f"{{{DS_NS}}}Signature")
+    if signature is None:
+        raise SignatureError("302", "the request is not signed (no ds:Signature)")
+    unsigned.remove(signature)
     digest = hashes.Hash(hashes.SHA1())  # noqa: S303  (SAT's algorithm)
     digest.update(etree.tostring(unsigned, method="c14n", exclusive=False, with_comments=False))
     expected = base64.b64encode(digest.finalize()).decode()

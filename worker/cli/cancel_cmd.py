@@ -9,7 +9,7 @@ when the door refuses, naming why.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,7 +45,7 @@ def cancel(
 
     configure_logging(ctx.settings)
     opt.require_schema(ctx.engine)
-    args = dict(motivo=motivo, substitute=substitute, reason=reason or "dry run",
+    args: dict[str, Any] = dict(motivo=motivo, substitute=substitute, reason=reason or "dry run",
                 actor=current_actor(), empresa=empresa)
     try:
         plan = request_cancellation(ctx.sessions, ctx.settings.cancel_csds, key, dry_run=True, **args)

@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,7 +104,7 @@ def take_probe(session: Session, key: str, row_id: str) -> bool:
     stmt = (update(Breaker).where(Breaker.key == key, Breaker.state == HALF_OPEN,
                                   Breaker.probe_id.is_(None))
             .values(probe_id=row_id, updated_at=utcnow()))
-    return session.execute(stmt).rowcount == 1
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount == 1  # an UPDATE
 
 
 def _ensure(session: Session, key: str, now: datetime) -> None:
@@ -146,7 +146,7 @@ def open_(session: Session, key: str, *, code: str | None, cause: str, probe_aft
         log.error("BREAKER OPEN %s: %s; no calls for this scope until it recovers",
                   key, cause, extra={"breaker": key})
         _audit(session, "breaker-open", key, cause, actor, now, {"code": code})
-    return row.state == CLOSED
+    return bool(row.state == CLOSED)
 
 
 def note_failure(session: Session, key: str, *, code: str | None, cause: str,

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
     Row,
     Update,
     and_,
@@ -173,7 +174,7 @@ def move(
         stmt = stmt.where(~unless)
     stmt = stmt.values(state=edge.target, state_changed_at=now, lease_owner=None,
                        lease_expires_at=None, **values)
-    return session.execute(stmt).rowcount == 1
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount == 1  # an UPDATE
 
 
 def settle_edge(edges: dict[str, Edge], working: str, target: str) -> Edge:

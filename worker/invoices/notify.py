@@ -18,7 +18,7 @@ import hashlib
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, not_, or_, select
@@ -107,7 +107,7 @@ def _utc(now: datetime | None) -> datetime:
         return utcnow()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return now.astimezone(timezone.utc)
+    return now.astimezone(UTC)
 
 
 def deliver(

@@ -1,18 +1,22 @@
 """What one Finkok verdict means for the invoice: a pure decision, no I/O.
 
-| verdict                                          | edge     | SIF outbox | notes                         |
-|--------------------------------------------------|----------|------------|-------------------------------|
-| Stamped by a fresh `stamp`                       | stamped  | OK         | Finkok delivered it to SAT    |
-| Stamped by a fresh `stamp`, sif_ok_at=sat        | pending  | —          | OK once query_pending says F  |
-| Stamped, recovered (307 with XML, `stamped`)     | pending  | OK         | may still be queued for SAT   |
-| Stamped, recovered, sif_ok_at=sat                | pending  | —          |                               |
-| Refused: the document (fiscal data, seal, a DUPLICATE) | rejected | NOK  | the document must change      |
-| Hold: account/emisor fault, or a breaker is open | hold     | —          | no attempt burned; resumes by itself |
-| Expired: SAT's 72-hour window is closing         | failed   | NOK        | "re-seal with a new Fecha"    |
-| Retry, attempts left, window open                | retry    | —          | backoff, never past the window; ambiguous: ≥ the read timeout, must_check_stamped |
-| Retry, definite, window closing                  | failed   | NOK        | as Expired                    |
-| Retry, ambiguous, attempts exhausted             | failed   | —          | cannot say "not stamped": no NOK |
-| Retry, definite, attempts exhausted              | failed   | NOK        | a guard: the document keeps failing while Finkok is healthy |
+| verdict                                        | edge     | SIF | notes                       |
+|------------------------------------------------|----------|-----|-----------------------------|
+| Stamped by a fresh `stamp`                     | stamped  | OK  | Finkok delivered it to SAT  |
+| Stamped by a fresh `stamp`, sif_ok_at=sat      | pending  | —   | OK once query_pending: F    |
+| Stamped, recovered (307 with XML, `stamped`)   | pending  | OK  | may still be queued for SAT |
+| Stamped, recovered, sif_ok_at=sat              | pending  | —   |                             |
+| Refused: the document (fiscal data, seal, dup) | rejected | NOK | the document must change    |
+| Hold: account/emisor fault, or breaker open    | hold     | —   | no attempt burned; resumes  |
+| Expired: SAT's 72-hour window is closing       | failed   | NOK | "re-seal with a new Fecha"  |
+| Retry, attempts left, window open              | retry    | —   | backoff, never past the     |
+|                                                |          |     | window; ambiguous: at least |
+|                                                |          |     | the read timeout, and must  |
+|                                                |          |     | ask `stamped` first         |
+| Retry, definite, window closing                | failed   | NOK | as Expired                  |
+| Retry, ambiguous, attempts exhausted           | failed   | —   | cannot say "not stamped"    |
+| Retry, definite, attempts exhausted            | failed   | NOK | a guard: the document keeps |
+|                                                |          |     | failing, Finkok is healthy  |
 
 An ambiguous retry is never expired here: Finkok may hold its stamp, and the next attempt
 asks `stamped` first (which SAT's window does not limit); only then may it expire.
@@ -162,9 +166,10 @@ def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime
 
 def retry_delay_s(attempts: int, *, settings: Settings, rng: random.Random | None = None) -> float:
     """Exponential backoff with equal jitter: half the step fixed, half random."""
-    step = min(settings.stamp_backoff_max_s,
-               settings.stamp_backoff_base_s * 2 ** max(0, attempts - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
+    step: float = min(settings.stamp_backoff_max_s,
+                      settings.stamp_backoff_base_s * 2 ** max(0, attempts - 1))
+    jitter: float = (rng or random).uniform(0, step / 2)
+    return step / 2 + jitter
 
 
 def duplicate(holder_id: str, uuid: str) -> Refused:

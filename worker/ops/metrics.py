@@ -92,7 +92,7 @@ class BillingCollector:
 def create_registry(engine: Engine) -> CollectorRegistry:
     """A registry holding only the billing collector (no process metrics of the scraper)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BillingCollector(engine))  # type: ignore[arg-type]
+    registry.register(BillingCollector(engine))
     return registry
 
 
@@ -113,7 +113,7 @@ def _states(conn: Connection, model: Any, all_states: Iterable[str], moving: Ite
         f"Age of the oldest {noun.lower()} in each state it leaves by itself "
         "(since it entered that state; 0 when there is none)", labels=["state"])
     moving = [str(s) for s in moving]
-    since = dict(conn.execute(select(model.state, func.min(model.state_changed_at))
+    since: dict[str, datetime] = dict(conn.execute(select(model.state, func.min(model.state_changed_at))
                               .where(model.state.in_(moving)).group_by(model.state)).all())
     for state in moving:
         oldest.add_metric([state], _age(now, since.get(state)))
@@ -141,7 +141,7 @@ def _finkok(conn: Connection) -> Iterator[Metric]:
         .group_by(StampAttempt.operation).order_by(StampAttempt.operation)
     ):
         op, count, total_ms, *cumulative = row
-        buckets = [(_le(b), float(c or 0)) for b, c in zip(LATENCY_BUCKETS_S, cumulative)]
+        buckets = [(_le(b), float(c or 0)) for b, c in zip(LATENCY_BUCKETS_S, cumulative, strict=True)]
         buckets.append(("+Inf", float(count)))
         hist.add_metric([str(op)], buckets, sum_value=float(total_ms) / 1000.0)
     yield hist
