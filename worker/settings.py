@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""
 
     # --- intake -----------------------------------------------------------------------
+    # The HTTP API answers 408 when a request body takes longer than this to arrive.
+    api_body_timeout_s: float = Field(30.0, gt=0)
     max_xml_bytes: int = Field(2 * 1024 * 1024, gt=0)
 
     # --- Finkok -----------------------------------------------------------------------

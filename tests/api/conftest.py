@@ -30,6 +30,7 @@ def api_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
         broker_url="filesystem://",
         max_xml_bytes=MAX_XML,
         environment="test",
+        api_body_timeout_s=2.0,
     )
 
 

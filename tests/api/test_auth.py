@@ -71,11 +71,13 @@ def test_reads_are_scoped_to_the_keys_empresas(client: httpx.Client, make_key: M
     one = _submit(client, {"X-API-Key": k1}, "E1", "SAME").json()["id"]
     two = _submit(client, {"X-API-Key": k2}, "E2", "SAME").json()["id"]
 
+    # Another tenant's invoice: the same 404 as one that does not exist, never naming E2.
     res = client.get(f"/v1/invoices/{two}", headers={"X-API-Key": k1})
-    assert res.status_code == 403
-    assert res.json()["error"]["message"].endswith("may not read invoices for empresaRefId 'E2'")
+    assert res.status_code == 404 and "E2" not in res.text
+    assert res.json() == client.get("/v1/invoices/no-such-id", headers={"X-API-Key": k1}).json() \
+        | {"error": {"reason": "not_found", "message": f"no invoice {two!r}"}}
     for path in (f"/v1/invoices/{two}/xml", f"/v1/invoices/{two}/pdf"):
-        assert client.get(path, headers={"X-API-Key": k1}).status_code == 403
+        assert client.get(path, headers={"X-API-Key": k1}).status_code == 404
 
     def ids(key: str, **params: str) -> list[str]:
         res = client.get("/v1/invoices", params={"reference": "SAME", **params}, headers={"X-API-Key": key})

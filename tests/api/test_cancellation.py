@@ -44,8 +44,9 @@ def test_cancel_once_read_it_and_scoped(
     assert again.status_code == 200 and again.json()["id"] == view["id"]
     assert client.get(url, headers=h).json()["id"] == view["id"]
     other = {"X-API-Key": make_key("E2")}
-    assert client.post(url, json=body, headers=other).status_code == 403
-    assert client.get(url, headers=other).status_code == 403
+    # another empresa's key: the invoice does not exist for it (404, not a 403 naming it)
+    assert client.post(url, json=body, headers=other).status_code == 404
+    assert client.get(url, headers=other).status_code == 404
     conflict = client.post(url, json={"motivo": "03", "reason": "x"}, headers=h)
     assert conflict.status_code == 409 and conflict.json()["error"]["reason"] == "conflict"
     with sessions() as s:

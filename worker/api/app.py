@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from worker.api.access_log import AccessLogMiddleware
 from worker.api.errors import install_error_handlers
-from worker.api.limits import BodyLimitMiddleware
+from worker.api.limits import AuthGateMiddleware, BodyLimitMiddleware
 from worker.api.routes import cancel, health, metrics, read, submit
 from worker.api.services import Services
 from worker.settings import Settings
@@ -53,7 +53,7 @@ def create_api(settings: Settings, *, publish: bool = True) -> FastAPI:
         title="Billing intake API",
         version=API_VERSION,
         summary="Submit sealed CFDI 4.0 invoices for stamping through Finkok; follow them.",
-        docs_url=None,
+        docs_url="/docs",  # interactive docs for integrators (the contract: /openapi.json)
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -63,6 +63,8 @@ def create_api(settings: Settings, *, publish: bool = True) -> FastAPI:
     app.include_router(cancel.router)  # issue 16: cancellations
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.add_middleware(BodyLimitMiddleware, limit_for=BodyLimit(settings.max_xml_bytes))
+    app.add_middleware(BodyLimitMiddleware, limit_for=BodyLimit(settings.max_xml_bytes),
+                       body_timeout_s=settings.api_body_timeout_s)
+    app.add_middleware(AuthGateMiddleware)  # outside the body limit: no key, no body read
     app.add_middleware(AccessLogMiddleware)  # added last: outermost, sees every answer
     return app

@@ -30,6 +30,10 @@ async def require_key(
     api_key: str | None = Security(_api_key_header),
     bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
 ) -> Principal:
+    gated = request.scope.get("state", {}).get("principal")
+    if isinstance(gated, Principal):  # the door (worker.api.limits) authenticated it already
+        request.state.api_key = gated.label
+        return gated
     presented = api_key or (bearer.credentials if bearer is not None else None)
     if not presented:
         raise ApiError(

@@ -88,9 +88,38 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+RETRY_AFTER_S = 10
+
+
 async def _internal(_: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        # The database (or the broker) is down: nothing was stored, try again later.
+        log.error("API: a dependency is unavailable: %s", type(exc).__name__)
+        return unavailable_response()
     log.error("unhandled %s in the API", type(exc).__name__)
     return error_response(500, "internal", "internal error; the request was logged")
+
+
+def unavailable_response() -> JSONResponse:
+    response = error_response(503, "unavailable", "the service cannot store or read invoices "
+                              "right now (its database is unreachable); nothing was stored: "
+                              f"try again in {RETRY_AFTER_S} s")
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A connection-level failure of the database or the broker (not a bug of ours)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+
+    if isinstance(exc, (OperationalError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(exc).__name__
+    if type(exc).__module__.split(".")[0] in ("kombu", "amqp", "redis"):
+        return "Operational" in name or "Connection" in name
+    return False
 
 
 def install_error_handlers(app: FastAPI) -> None:

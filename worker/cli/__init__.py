@@ -18,6 +18,7 @@ from worker.cli import (
     reconcile_cmd,
     repair,
     run,
+    sample_cmd,
     settings_cmd,
     stats_cmd,
 )
@@ -46,6 +47,7 @@ app.add_typer(invoices.app, name="invoices")
 app.command("reprocess")(repair.reprocess)
 app.command("resend")(repair.resend)
 app.command("stats")(stats_cmd.stats)
+app.command("sample")(sample_cmd.sample)
 app.command("flower")(flower_cmd.flower)
 app.command("metrics")(metrics_cmd.metrics)
 app.command("health")(health_cmd.health)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from worker.api.auth import require_empresa, require_key
+from worker.api.auth import require_key
 from worker.api.errors import ApiError
 from worker.api.keys import Principal
 from worker.api.routes.common import error_responses
@@ -65,9 +65,9 @@ def _view(sessions, invoice_id: str) -> CancellationView | None:  # type: ignore
 
 async def _allowed(request: Request, principal: Principal, invoice_id: str, action: str) -> None:
     invoice = await run_in_threadpool(load_invoice, services_of(request).sessions, invoice_id)
-    if invoice is None:
+    if invoice is None or not principal.allows(invoice.empresa_ref_id):
+        # Another empresa's invoice is not ours to confirm exists: the same 404 as none.
         raise ApiError(404, "not_found", f"no invoice {invoice_id!r}")
-    require_empresa(principal, invoice.empresa_ref_id, action)
 
 
 @router.post(

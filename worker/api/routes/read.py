@@ -22,9 +22,9 @@ InvoiceId = Path(description="The invoice id returned by POST /v1/invoices.")
 
 async def _readable(request: Request, principal: Principal, invoice_id: str) -> Invoice:
     invoice = await run_in_threadpool(load_invoice, services_of(request).sessions, invoice_id)
-    if invoice is None:
+    if invoice is None or not principal.allows(invoice.empresa_ref_id):
+        # Another empresa's invoice is not ours to confirm exists: the same 404 as none.
         raise ApiError(404, "not_found", f"no invoice {invoice_id!r}")
-    require_empresa(principal, invoice.empresa_ref_id, "read")
     return invoice
 
 
