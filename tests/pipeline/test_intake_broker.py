@@ -139,3 +139,34 @@ def test_raw_protocol2_messages_are_stamped_or_refused_with_one_nok(
     assert nok["status"] == "NOK" and nok["pedidoga"] == "P2" and nok["errorDatosFiscales"] == 0
     assert nok["error"][0].startswith("not_well_formed – "), nok
     assert "R-bad" not in _invoices(stack)
+
+
+def test_the_python_producer_on_the_embedded_broker(
+    tmp_path: Path, finkok: FinkokSandbox, sif_sandbox: SifSandbox
+) -> None:
+    """The README's Python producer (`send_task` with kwargs and `kwargsrepr`) on the
+    embedded default (SQLite + the filesystem broker): created -> stamped -> OK at SIF;
+    refused -> rejected -> one NOK."""
+    from worker.celery_app import SUBMIT_TASK, create_app
+
+    sif_sandbox.reset()
+    db_url = f"sqlite:///{tmp_path / 'billing.db'}"
+    upgrade(db_url)
+    settings = load_settings(
+        data_dir=tmp_path / "var", database_url=db_url, broker_url="filesystem://",
+        finkok_environment=finkok.url, finkok_read_timeout_s=2.0, sif_base_url=sif_sandbox.url,
+        notify_backoff_base_s=0.05,
+    )
+    producer = create_app(settings)  # what an ERP-side Python producer holds
+    good = base64.b64encode(build_invoice(folio="embedded-1")).decode()
+    junk = base64.b64encode(b"not a CFDI").decode()
+    for ref, xml in (("E-good", good), ("E-junk", junk), ("E-junk", junk)):
+        producer.send_task(SUBMIT_TASK, kwargs={"empresaRefId": "E1", "reference": ref, "xml": xml},
+                           kwargsrepr=f"E1/{ref}")
+    with start_worker(create_worker_app(settings), pool="solo", perform_ping_check=False,
+                      shutdown_timeout=20, queues=["intake", "stamp", "notify", "maintenance"]):
+        assert _wait(lambda: _invoices(settings) == {"E-good": ("stamped", 1),
+                                                     "E-junk": ("rejected", 1)}
+                     and len(sif_sandbox.received()) == 2), _invoices(settings)
+    statuses = sorted(r["body"]["status"] for r in sif_sandbox.received())
+    assert statuses == ["NOK", "OK"]
