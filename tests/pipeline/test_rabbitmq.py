@@ -266,3 +266,20 @@ def test_health_and_flower_on_rabbitmq(worker_env: dict[str, str], tmp_path: Pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_a_refused_login_or_vhost_is_one_line(vhost: RabbitVhost, tmp_path: Path) -> None:
+    """`billing worker` with a wrong password, or a vhost that does not exist: exit 2 and
+    one line naming BILLING_BROKER_URL, the password masked (not a traceback)."""
+    base = vhost.url.rsplit("/", 1)[0]
+    wrong_password = base.replace("guest:guest@", "guest:Wr0ng-amqp-pw@") + "/" + vhost.name
+    for url, says in ((wrong_password, "ACCESS_REFUSED"), (f"{base}/no-such-vhost", "NOT_ALLOWED")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
+        env.update({"BILLING_DATA_DIR": str(tmp_path / "var"), "BILLING_BROKER_URL": url})
+        res = subprocess.run([*_billing(), "worker"], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+        assert says in lines[0] and "check the user, password and vhost in BILLING_BROKER_URL" \
+            in lines[0]
+        assert "Wr0ng-amqp-pw" not in res.stderr + res.stdout
