@@ -1,7 +1,7 @@
 """Chaos run: the whole pipeline under load and faults, then proof from the records.
 
     python -m bench.chaos [--count 1000] [--workers 2] [--concurrency 2] [--seconds 60]
-                          [--embedded] [--seed N] [--data-dir DIR]
+                          [--embedded] [--seed N] [--data-dir DIR] [--broker redis|rabbitmq]
 
 It starts a LocalStack (the Finkok and SIF sandboxes, N Celery workers and the beat as
 real processes) on PostgreSQL + Redis when they answer (a throwaway database and a
@@ -17,6 +17,11 @@ the filesystem broker). Then, for ``--seconds``:
   broker is restarted once, and every database connection is terminated once;
 * the invoices (sealed up front, some bound to be rejected with CFDI40143) are enqueued
   through intake while all this goes on.
+
+With ``--broker rabbitmq`` the broker is the RabbitMQ at BILLING_TEST_RABBITMQ_URL, in a
+vhost of the run's own (quorum queues, publisher confirms: worker/celery_app.py), and the
+broker fault closes every client connection of that vhost on the server (rabbitmqctl
+close_connection, ``close_rabbitmq_connections``) instead of killing a Redis.
 
 Then the faults stop, and the run waits until every invoice is settled and SIF heard
 about it (``settle_s`` counts from the moment the faults stopped). The checks read the
@@ -115,6 +120,7 @@ DEFAULT_POSTGRES_URL = os.environ.get(
     "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DEFAULT_REDIS_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DEFAULT_RABBITMQ_URL = os.environ.get("BILLING_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 @dataclass
@@ -136,6 +142,7 @@ class ChaosOptions:
     settings_env: dict[str, str] = field(default_factory=dict)
     finkok_faults: dict[str, Any] = field(default_factory=dict)  # over FINKOK_FAULTS
     normal_rules: list[str] = field(default_factory=list)  # Finkok rules for normal invoices
+    broker: str = "redis"  # with the servers: "redis" or "rabbitmq" (a vhost of the run's own)
 
     @property
     def finkok(self) -> dict[str, Any]:
@@ -285,6 +292,36 @@ def _redis_waiting(url: str) -> int:
         return 0
 
 
+class RabbitBroker(Broker):
+    """A vhost of this run's own on the RabbitMQ at ``server_url``, deleted at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        from bench.rabbitmq import RabbitVhost
+
+        super().__init__()
+        self.vhost = RabbitVhost(server_url, prefix="billing_chaos").create()
+        self.url = self.vhost.url
+
+    def restart(self) -> str:
+        return close_rabbitmq_connections(self.vhost)
+
+    def waiting(self) -> int:
+        return self.vhost.waiting(QUEUES.split(",") + ["intake"])
+
+    def close(self) -> None:
+        self.vhost.delete()
+
+
+def close_rabbitmq_connections(vhost: Any) -> str:
+    """The RabbitMQ broker fault: the server closes every client connection of the run's
+    vhost (workers' consumers, beat, producers), as a node restart or a dropped load
+    balancer would; the queues and their messages stay. Clients reconnect on their own."""
+    started = time.monotonic()
+    closed = vhost.close_connections()
+    return (f"RabbitMQ: closed {closed} connections of vhost {vhost.name} "
+            f"(rabbitmqctl close_connection, {time.monotonic() - started:.1f} s)")
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -333,6 +370,11 @@ def servers_reachable(opts: ChaosOptions) -> str | None:
         psycopg.connect(url, connect_timeout=3).close()
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         return f"PostgreSQL at {opts.postgres_url}: {str(exc).strip().splitlines()[0]}"
+    if opts.broker == "rabbitmq":
+        from bench.rabbitmq import broker_answers
+
+        why = broker_answers(DEFAULT_RABBITMQ_URL)
+        return f"RabbitMQ at {_mask(DEFAULT_RABBITMQ_URL)}: {why}" if why else None
     if shutil.which("redis-server"):
         return None
     try:
@@ -360,8 +402,11 @@ def open_backends(opts: ChaosOptions, data_dir: Path) -> Iterator[tuple[str, Dat
     database = ThrowawayPostgres(opts.postgres_url)
     broker: Broker | None = None
     try:
-        broker = (OwnRedis(data_dir / "redis", data_dir / "logs" / "redis.log")
-                  if shutil.which("redis-server") else ExternalRedis(opts.redis_url))
+        if opts.broker == "rabbitmq":
+            broker = RabbitBroker(DEFAULT_RABBITMQ_URL)
+        else:
+            broker = (OwnRedis(data_dir / "redis", data_dir / "logs" / "redis.log")
+                      if shutil.which("redis-server") else ExternalRedis(opts.redis_url))
         yield kind, database, broker
     finally:
         if broker is not None:
@@ -408,7 +453,7 @@ def run_chaos(opts: ChaosOptions, *, say: Callable[[str], None] = print) -> Chao
                           "BILLING_FINKOK_PASSWORD": finkok_password,
                           "BILLING_SIF_SECRET": sif_secret},
         )
-        say(f"backend: {backend} (database {_mask(database.url)}, broker {broker.url})")
+        say(f"backend: {backend} (database {_mask(database.url)}, broker {_mask(broker.url)})")
         try:
             stack.start()
             if opts.seed is not None:
@@ -885,6 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="the servers' broker (default redis; rabbitmq: BILLING_TEST_RABBITMQ_URL)")
     parser.add_argument("--set", action="append", default=[], metavar="BILLING_X=VALUE",
                         help="override a worker setting (repeatable)")
     parser.add_argument("--scenario", choices=("chaos", "outage"), default="chaos",
@@ -896,12 +943,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--set takes BILLING_NAME=VALUE")
     if args.workers < 1 or args.count < 1:
         parser.error("--count and --workers must be at least 1")
+    if args.broker == "rabbitmq" and args.embedded:
+        parser.error("--broker rabbitmq runs on the servers: leave out --embedded")
     opts = ChaosOptions(
         count=args.count, workers=args.workers, concurrency=args.concurrency,
         seconds=args.seconds, kill_every_s=args.kill_every,
         backend="embedded" if args.embedded else "auto",
         settle_timeout_s=args.settle_timeout, seed=args.seed, data_dir=args.data_dir,
-        settings_env=overrides,
+        settings_env=overrides, broker=args.broker,
     )
     if args.scenario == "outage":
         from bench.outage import run_outage

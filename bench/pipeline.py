@@ -1,10 +1,13 @@
 """Pipeline throughput: N invoices through enqueue -> stamp -> stamped, against a serial loop.
 
     python -m bench.pipeline [--count 2000] [--latency-ms 300] [--workers 2] [--concurrency 12]
+                             [--broker redis|rabbitmq]
 
 The pipeline run starts a LocalStack (the Finkok and SIF sandboxes, Celery workers and the
 beat as processes), on PostgreSQL + Redis when they answer (else the embedded SQLite +
-filesystem broker), with the Finkok sandbox answering after --latency-ms. The clock starts
+filesystem broker; ``--broker rabbitmq``: PostgreSQL + RabbitMQ, in a vhost of the run's
+own at BILLING_TEST_RABBITMQ_URL, quorum queues and publisher confirms), with
+the Finkok sandbox answering after --latency-ms. The clock starts
 when every worker is ready; it enqueues the invoices through intake (``submit_many`` in
 chunks of --batch, as ``billing enqueue`` does; every invoice is validated, stored and
 published on its own) and times until every one is `stamped` (SIF delivery runs too).
@@ -76,7 +79,17 @@ def run_pipeline(
     from worker.doorbell import bell_for
     from worker.invoices.intake import Submission, submit_many
 
+    vhost = None
+    if args.broker == "rabbitmq":  # the same throwaway database, a vhost of the run's own
+        from bench.rabbitmq import RabbitVhost
+
+        vhost = RabbitVhost(args.rabbitmq_url, prefix="billing_bench").create()
     backend = servers(args.postgres_url, args.redis_url) if not args.embedded else None
+    if backend and vhost:
+        backend = (backend[0], vhost.url, backend[2])
+    elif vhost:
+        vhost.delete()
+        raise SystemExit("--broker rabbitmq needs PostgreSQL (BILLING_TEST_POSTGRES_URL)")
     stack = LocalStack(
         data_dir,
         database_url=backend[0] if backend else "",
@@ -87,7 +100,8 @@ def run_pipeline(
         finkok_config={"latency_ms": args.latency_ms},
         settings_env={"BILLING_DATABASE_POOL_SIZE": "2", "BILLING_SWEEP_INTERVAL_S": "5"},
     )
-    label = "PostgreSQL + Redis" if backend else "SQLite + filesystem broker"
+    label = ("PostgreSQL + RabbitMQ" if vhost else "PostgreSQL + Redis") if backend \
+        else "SQLite + filesystem broker"
     try:
         stack.start()
         settings = stack.settings()
@@ -135,6 +149,8 @@ def run_pipeline(
             admin, name = backend[2]
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.close()
+        if vhost:
+            vhost.delete()
 
 
 def run_serial(xmls: list[bytes], latency_ms: float) -> float:
@@ -171,7 +187,13 @@ def main() -> None:
         "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--redis-url", default=os.environ.get(
         "BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="the servers' broker (default redis)")
+    parser.add_argument("--rabbitmq-url", default=os.environ.get(
+        "BILLING_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     args = parser.parse_args()
+    if args.broker == "rabbitmq" and args.embedded:
+        parser.error("--broker rabbitmq runs on the servers: leave out --embedded")
 
     t0 = time.perf_counter()
     xmls = make_invoices(args.count)

@@ -26,7 +26,7 @@ def shared_dir() -> Path:
 
 
 # --- servers ------------------------------------------------------------------------------
-# CI sets BILLING_TEST_REQUIRE_SERVERS=1: a missing PostgreSQL/Redis is then a failure,
+# CI sets BILLING_TEST_REQUIRE_SERVERS=1: a missing PostgreSQL/Redis/RabbitMQ is then a failure,
 # never a silent skip. Elsewhere the server-backed variants skip with the reason.
 REQUIRE_SERVERS = os.environ.get("BILLING_TEST_REQUIRE_SERVERS") == "1"
 POSTGRES_URL = os.environ.get(
@@ -137,3 +137,38 @@ def redis_url() -> Iterator[str]:
         return
     redis.Redis.from_url(REDIS_URL).flushdb()
     yield REDIS_URL
+
+
+RABBITMQ_URL = os.environ.get("BILLING_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def rabbitmq_vhost() -> Iterator[str]:
+    """The URL of a RabbitMQ vhost of its own (bench.rabbitmq), deleted afterwards: its
+    queues, messages and connections are no other run's. Skips with the reason where the
+    server does not answer or no vhost can be made (fails with BILLING_TEST_REQUIRE_SERVERS=1)."""
+    from bench.rabbitmq import RabbitVhost, VhostAdminError, broker_answers
+
+    why = broker_answers(RABBITMQ_URL)
+    if why:
+        server_missing(f"RabbitMQ at {_masked(RABBITMQ_URL)}", why)
+    vhost = RabbitVhost(RABBITMQ_URL)
+    try:
+        vhost.create()
+    except VhostAdminError as exc:
+        server_missing(f"RabbitMQ vhost administration for {_masked(RABBITMQ_URL)}", str(exc))
+    try:
+        yield vhost.url
+    finally:
+        vhost.delete()
+
+
+def _masked(url: str) -> str:
+    from worker.settings import mask_url_password
+
+    return mask_url_password(url)
+
+
+@pytest.fixture()
+def rabbitmq_url() -> Iterator[str]:
+    """A fresh vhost on the test RabbitMQ for one test (see ``rabbitmq_vhost``)."""
+    yield from rabbitmq_vhost()

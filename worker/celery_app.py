@@ -8,11 +8,12 @@ The settings below are chosen for that model (measured facts: shared/design/CELE
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
-from kombu import Queue
+from celery import Celery, bootsteps
+from kombu import Exchange, Queue
 
 from worker.settings import Settings, get_settings
 
@@ -35,6 +36,28 @@ SUBMIT_TASK = "billing.submit_invoice"  # the producers' contract (README, Intak
 TASK_SOFT_TIME_LIMIT_S = 240
 TASK_TIME_LIMIT_S = 300
 
+# --- RabbitMQ (amqp://) --------------------------------------------------------------------
+# Every billing queue is a quorum queue: replicated and durable (a doorbell survives a broker
+# restart), with a delivery limit. A message handed back this many times (a worker that
+# died holding it: SIGKILL, OOM, a dropped connection) is dropped by the broker instead of
+# looping forever. Dropping is safe because the message is only a doorbell: the row is
+# still due in the database and the sweeper rings it again; the row's attempts counter is
+# what ends a poison invoice. 10 is far above what worker restarts do to a healthy message.
+QUORUM_DELIVERY_LIMIT = 10
+# How long a publish waits for the broker's confirm before it counts as not published (the
+# doorbell logs it and the sweeper rings the row). Without a bound, a broker that blocks
+# publishers (a memory or disk alarm) would hang the API's and the workers' publishes.
+PUBLISH_CONFIRM_TIMEOUT_S = 10.0
+# AMQP heartbeat of the workers' connection (the broker's default is 60 s). With 30 s, a
+# dead worker's connection is closed by the broker after ~60 s, and its unacked messages
+# (acks_late) go back to the queue at once, not after a visibility timeout as on Redis; a
+# worker notices a dead broker as soon and reconnects. Producers (API, CLI) send no
+# heartbeats: their connections are short-lived publishes, retried on a broken socket.
+# On a lost connection RabbitMQ requeues the worker's unacked messages at once, and the
+# tasks then running could never ack them: worker_cancel_long_running_tasks_on_connection_loss
+# (below) cancels them, and the claim in the database makes the redelivery harmless.
+AMQP_HEARTBEAT_S = 30
+
 
 def filesystem_broker_options(data_dir: Path) -> dict[str, Any]:
     """One folder per role under the data dir; producers and consumers share them."""
@@ -54,7 +77,102 @@ def filesystem_broker_options(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def is_amqp(broker_url: str) -> bool:
+    """RabbitMQ (py-amqp): amqp://, amqps:// or pyamqp://."""
+    return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def billing_queues(broker_url: str) -> list[Queue]:
+    """The four queues, as this broker wants them declared.
+
+    On RabbitMQ each is a durable quorum queue with a delivery limit, bound to a **topic**
+    exchange of its own name (Celery's native delayed delivery forwards a countdown message
+    through an exchange, and cannot through a direct one). Producers that declare the queue
+    themselves must declare it exactly so (or publish to the default exchange without
+    declaring): RabbitMQ refuses a redeclaration with other arguments.
+    Elsewhere, Celery's defaults (a direct exchange per queue).
+    """
+    names = (STAMP_QUEUE, NOTIFY_QUEUE, MAINTENANCE_QUEUE, INTAKE_QUEUE)
+    if not is_amqp(broker_url):
+        return [Queue(name) for name in names]
+    arguments = {"x-queue-type": "quorum", "x-delivery-limit": QUORUM_DELIVERY_LIMIT}
+    return [Queue(name, Exchange(name, type="topic", durable=True), routing_key=name,
+                  durable=True, queue_arguments=dict(arguments)) for name in names]
+
+
+def amqp_options() -> dict[str, Any]:
+    """Celery settings only RabbitMQ gets (the why of each is beside it)."""
+    return {
+        # Publisher confirms: a publish returns once the broker has the message (for a
+        # quorum queue: written on a majority of nodes), or raises; never "sent" into a
+        # socket that was already dying. py-amqp reads this from the transport options.
+        "broker_transport_options": {"confirm_publish": True, "connect_timeout": 10},
+        "broker_heartbeat": AMQP_HEARTBEAT_S,
+        "broker_heartbeat_checkrate": 2.0,
+        # Quorum queues for every queue Celery declares (ours above, and any other it
+        # creates); quorum queues do not support global QoS: Celery detects them and
+        # applies the prefetch per consumer.
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "worker_detect_quorum_queues": True,
+        # Countdowns (the doorbell's fast path, <= 60 s, and intake's retries) use Celery's
+        # native delayed delivery: the message waits in the broker's delay queues
+        # (celery_delayed_0..27, quorum), not unacked in a worker's memory. So no worker
+        # holds an unacked message longer than one task run, which is what RabbitMQ's
+        # consumer_timeout (30 min by default) polices: past it the broker closes the
+        # worker's channel, and every message on it is redelivered. See also
+        # task_annotations below and BillingCelery.send_task (whole seconds).
+        "broker_native_delayed_delivery_queue_type": "quorum",
+        # consumer_timeout again: the reconcile may run up to an hour (its time limit,
+        # worker.tasks), longer than the broker's 30 min. It is acked when it starts
+        # instead: a reconcile lost to a crash runs again at the next beat (or by hand),
+        # while a late ack would get the whole channel closed mid-run.
+        "task_annotations": {RECONCILE_TASK: {"acks_late": False}},
+    }
+
+
+class BillingCelery(Celery):
+    """Celery, with one RabbitMQ adjustment on every publish (``send_task``, which
+    ``apply_async`` and ``retry`` call too).
+
+    Native delayed delivery counts whole seconds: it truncates a countdown (2.9 s would
+    arrive after 2 s, before the row is due) and refuses one below 1 s (a ValueError at
+    publish). On RabbitMQ a countdown is rounded **up** to whole seconds: a ring is never
+    early, at most a second late. Each publish also waits at most PUBLISH_CONFIRM_TIMEOUT_S
+    for its confirm.
+    """
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None,  # type: ignore[override]
+                  countdown: float | None = None, eta: Any = None, **options: Any) -> Any:
+        if is_amqp(str(self.conf.broker_url or "")):
+            if countdown is not None and countdown > 0:
+                countdown = float(math.ceil(countdown))
+            options.setdefault("confirm_timeout", PUBLISH_CONFIRM_TIMEOUT_S)
+        return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+
+
+class DeclareBillingQueues(bootsteps.StartStopStep):
+    """A RabbitMQ worker declares all four queues and their exchanges when it starts, also
+    those it does not consume (``-Q stamp``): native delayed delivery binds every queue of
+    the app to its delay exchanges, and a missing exchange made that setup fail for all.
+    A broker that does not answer yet is left to the worker's own connection retries."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, c: Any) -> None:
+        try:
+            channel = c.connection.default_channel
+            for queue in billing_queues(str(c.app.conf.broker_url)):
+                queue(channel).declare()
+        except Exception as exc:  # logged; the consumer's own setup reports the rest
+            import logging
+
+            logging.getLogger(__name__).warning("could not declare the billing queues: %s", exc)
+
+
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if is_amqp(settings.broker_url):
+        return dict(amqp_options()["broker_transport_options"])
     if settings.broker_url.startswith("filesystem://"):
         return filesystem_broker_options(settings.data_dir)
     if settings.broker_url.startswith(("redis://", "rediss://")):
@@ -83,7 +201,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_fs.register()
         # (a host name only to quiet kombu; this transport ignores it)
         broker_url = f"{broker_fs.ALIAS}://localhost/"
-    app = Celery("billing", set_as_current=False)
+    app = BillingCelery("billing", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
         broker_transport_options=broker_transport_options(settings),
@@ -114,8 +232,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_max_tasks_per_child=1000,
         task_default_queue=STAMP_QUEUE,
-        task_queues=[Queue(STAMP_QUEUE), Queue(NOTIFY_QUEUE), Queue(MAINTENANCE_QUEUE),
-                     Queue(INTAKE_QUEUE)],
+        task_queues=billing_queues(broker_url),
         task_routes={
             STAMP_TASK: {"queue": STAMP_QUEUE},
             NOTIFY_TASK: {"queue": NOTIFY_QUEUE},
@@ -126,4 +243,8 @@ def create_app(settings: Settings | None = None) -> Celery:
             SUBMIT_TASK: {"queue": INTAKE_QUEUE},
         },
     )
+    if is_amqp(broker_url):
+        app.conf.update({k: v for k, v in amqp_options().items()
+                         if k != "broker_transport_options"})
+        app.steps["consumer"].add(DeclareBillingQueues)
     return app

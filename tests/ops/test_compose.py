@@ -54,7 +54,7 @@ def test_docker_compose_config_validates() -> None:
 
 def test_every_service_and_its_command(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", *BILLING_SERVICES}
+    assert set(services) == {"postgres", "redis", "rabbitmq", *BILLING_SERVICES}
     commands = {name: services[name]["command"] for name in BILLING_SERVICES}
     assert commands == {
         "migrate": ["billing", "db", "upgrade"],
@@ -71,7 +71,9 @@ def test_every_service_and_its_command(compose: dict[str, Any]) -> None:
         assert services[name]["build"] == "."
     assert services["finkok-sandbox"]["profiles"] == ["sandbox"]
     assert services["sif-sandbox"]["profiles"] == ["sandbox"]
-    assert all("profiles" not in services[n] for n in set(services) - {"finkok-sandbox", "sif-sandbox"})
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
+    assert all("profiles" not in services[n]
+               for n in set(services) - {"finkok-sandbox", "sif-sandbox", "rabbitmq"})
     assert services["migrate"]["restart"] == "no"  # one-shot
 
 
@@ -122,7 +124,7 @@ def test_no_secret_value_inline(compose: dict[str, Any]) -> None:
 
     declared = compose["secrets"]
     assert set(declared) == {"postgres_password", "database_url", "finkok_password", "sif_secret",
-                             "flower_password"}
+                             "flower_password", "rabbitmq_password"}
     assert all(set(v) == {"file"} and v["file"].startswith("./secrets/") for v in declared.values())
     for name, service in compose["services"].items():
         environment = service.get("environment") or {}
@@ -131,13 +133,29 @@ def test_no_secret_value_inline(compose: dict[str, Any]) -> None:
                 assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (name, key)
         # every *_FILE the service reads is mounted in it
         wanted = {v.rsplit("/", 1)[1] for k, v in {**env, **environment}.items()
-                  if k.endswith("_FILE")} if name not in ("postgres", "redis") else set()
+                  if k.endswith("_FILE")} if name not in ("postgres", "redis", "rabbitmq") else set()
         mounted = set(service.get("secrets", []))
         assert wanted <= mounted, (name, wanted - mounted)
     assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == \
         "/run/secrets/postgres_password"
     assert "flower_password" in compose["services"]["flower"]["secrets"]
     assert "flower_password" not in compose["services"]["worker"]["secrets"]
+    # RabbitMQ's password: read from its secret file at start, never in the environment
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert rabbitmq["secrets"] == ["rabbitmq_password"]
+    assert "cat /run/secrets/rabbitmq_password" in " ".join(rabbitmq["command"])
+    assert not any("PASS" in key for key in rabbitmq["environment"])
+
+
+def test_rabbitmq_profile(compose: dict[str, Any]) -> None:
+    """The broker the README's "Which broker" section describes: healthy when it answers,
+    its data on a volume, consumer_timeout stated, no port published."""
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:")
+    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    assert rabbitmq["volumes"] == ["rabbitmqdata:/var/lib/rabbitmq"]
+    assert "consumer_timeout 1800000" in rabbitmq["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert "ports" not in rabbitmq
 
 
 def test_dockerfile_is_conventional() -> None:

@@ -1,7 +1,9 @@
 """The pipeline with a real Celery worker, real brokers and the sandboxes over HTTP.
 
-Two stacks: the embedded default (SQLite + filesystem broker) and the production shape
-(PostgreSQL + Redis; fakeredis over TCP where no Redis answers, never in CI).
+Three stacks: the embedded default (SQLite + filesystem broker), the production shape
+(PostgreSQL + Redis; fakeredis over TCP where no Redis answers, never in CI), and
+PostgreSQL + RabbitMQ (quorum queues, in a vhost of the test's own; skipped with the
+reason where no RabbitMQ answers, never in CI).
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ def sif_sandbox() -> Iterator[SifSandbox]:
         yield sandbox
 
 
-@pytest.fixture(params=["embedded", "servers"])
+@pytest.fixture(params=["embedded", "servers", "rabbitmq"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path, finkok: FinkokSandbox,
           sif_sandbox: SifSandbox) -> Settings:
     sif_sandbox.reset()
     if request.param == "embedded":
         db_url, broker = f"sqlite:///{tmp_path / 'billing.db'}", "filesystem://"
+    elif request.param == "rabbitmq":
+        broker = request.getfixturevalue("rabbitmq_url")  # a fresh vhost: no stray messages
+        db_url = request.getfixturevalue("_pg_url")
     else:
         db_url = request.getfixturevalue("_pg_url")
         broker = request.getfixturevalue("redis_url")
@@ -54,7 +59,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, finkok: FinkokSandbox,
 
         redis.Redis.from_url(broker).flushdb()
     upgrade(db_url)
-    if request.param == "servers":  # a fresh schema per test: empty the tables
+    if request.param in ("servers", "rabbitmq"):  # a fresh schema per test: empty the tables
         from worker.db.models import Base
 
         engine = create_db_engine(db_url)

@@ -164,6 +164,15 @@ def _broker_error(exc: BaseException) -> str | None:
         pass
     else:
         faults += (RedisConnectionError,)
+    try:  # RabbitMQ closing the connection at login: a wrong password, a vhost not allowed
+        from amqp.exceptions import AccessRefused
+        from amqp.exceptions import ConnectionError as AmqpConnectionError
+        refused: tuple[type[BaseException], ...] = (AccessRefused, AmqpConnectionError)
+    except ImportError:  # pragma: no cover
+        refused = ()
+    if isinstance(exc, refused) and not isinstance(exc, OperationalError):
+        return (f"the broker at {_broker_url()} refused the connection: {_first_line(exc)} "
+                "(check the user, password and vhost in BILLING_BROKER_URL)")
     if not isinstance(exc, faults):
         return None
     return (f"the broker at {_broker_url()} cannot be reached: {_first_line(exc)} "
