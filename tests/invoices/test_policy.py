@@ -103,3 +103,13 @@ def test_retries_never_wait_past_the_window() -> None:
     d = decide(Retry(False, ERR), attempts=3, settings=settings, now=now,
                deadline=now + timedelta(seconds=30))
     assert d.edge.name == "retry" and d.retry_in_s is not None and d.retry_in_s <= 30
+
+
+def test_an_unreadable_stamp_keeps_its_uuid_and_sends_nothing() -> None:
+    from worker.invoices.policy import Unreadable
+
+    settings = load_settings()
+    d = decide(Unreadable("U-9", "<<not xml", ERR), attempts=1, settings=settings, now=utcnow())
+    assert (d.edge.name, d.outbox) == ("failed", None)  # never `stamped`, never a NOK
+    assert d.values["sat_uuid"] == "U-9" and d.values["must_check_stamped"] is True
+    assert d.values["error_kind"] == "unreadable"

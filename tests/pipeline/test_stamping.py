@@ -341,3 +341,36 @@ def test_settle_survives_a_dropped_database_connection(
     assert row.state == "stamped" and row.sat_uuid
     assert [a.operation for a in row.stamp_attempts] == ["stamp"]  # recorded once
     assert finkok.document_stats(xml)["new_stamps"] == 1  # type: ignore[index]
+
+
+class _GarbledFinkok:
+    """The sandbox's real answers, with the stamped XML garbled on the way back (what a
+    UTF-16 document once made Finkok return): the one thing no sandbox switch produces."""
+
+    def __init__(self, real: FinkokClient) -> None:
+        self.real = real
+
+    def stamp(self, xml: bytes):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        result = self.real.stamp(xml)
+        return replace(result, xml="\ufeff<cfdi:Comprobante><broken")
+
+    def stamped(self, xml: bytes):  # type: ignore[no-untyped-def]
+        return self.real.stamped(xml)
+
+    def query_pending(self, uuid: str):  # type: ignore[no-untyped-def]
+        return self.real.query_pending(uuid)
+
+
+def test_a_stamp_whose_xml_does_not_parse_is_never_settled_as_stamped(
+    sessions: sessionmaker[Session], client: FinkokClient, settings: Settings,
+    finkok: FinkokSandbox,
+) -> None:
+    invoice_id, xml = _submit(sessions)
+    out = stamp_invoice(sessions, _GarbledFinkok(client), settings, invoice_id, owner="w1")
+    assert out.state == "failed"
+    row = _row(sessions, invoice_id)
+    assert (row.error_kind, row.must_check_stamped) == ("unreadable", True)
+    assert row.sat_uuid == finkok.document_stats(xml)["uuids"][0]  # type: ignore[index]  # kept
+    assert row.notifications == []  # no OK from an XML we cannot read, and no NOK

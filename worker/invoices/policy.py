@@ -9,6 +9,8 @@
 | Refused: the document (fiscal data, seal, dup) | rejected | NOK | the document must change    |
 | Hold: account/emisor fault, or breaker open    | hold     | —   | no attempt burned; resumes  |
 | Expired: SAT's 72-hour window is closing       | failed   | NOK | "re-seal with a new Fecha"  |
+| Unreadable: stamped, its XML does not parse    | failed   | —   | UUID kept, must check; an   |
+|                                                |          |     | alarm for a person          |
 | Retry, attempts left, window open              | retry    | —   | backoff, never past the     |
 |                                                |          |     | window; ambiguous: at least |
 |                                                |          |     | the read timeout, and must  |
@@ -76,13 +78,24 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """Finkok stamped, but its stamped XML cannot be parsed: the stamp exists (its UUID is
+    kept, so it is never stamped again) and no OK can be built from it. An alarm for a
+    person, never `stamped` and never a NOK."""
+
+    uuid: str
+    xml: str
+    errors: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Expired:
     """SAT's 72-hour window is closing and the document was never stamped."""
 
     errors: list[dict[str, str]]
 
 
-Verdict = Stamped | Retry | Refused | Hold | Expired
+Verdict = Stamped | Retry | Refused | Hold | Expired | Unreadable
 
 WINDOW_CODE = "SAT72H"
 
@@ -132,6 +145,11 @@ def decide(verdict: Verdict, *, attempts: int, settings: Settings, now: datetime
         return Decision(E["rejected"], {"errors": verdict.errors, "error_kind": str(verdict.kind),
                                         "must_check_stamped": False, "next_attempt_at": None},
                         outbox="NOK")
+    if isinstance(verdict, Unreadable):
+        return Decision(E["failed"], {"sat_uuid": verdict.uuid,
+                                      "stamped_xml": verdict.xml.encode("utf-8", "replace"),
+                                      "errors": verdict.errors, "error_kind": "unreadable",
+                                      "must_check_stamped": True, "next_attempt_at": None})
     if isinstance(verdict, Expired):
         return Decision(E["failed"], {"errors": verdict.errors, "error_kind": "window",
                                       "must_check_stamped": False, "next_attempt_at": None},

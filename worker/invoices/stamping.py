@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
 from worker import doorbell
+from worker.cfdi.xml import parse
 from worker.db import breakers
 from worker.db.breakers import Blocking
 from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
@@ -52,6 +53,7 @@ from worker.invoices.policy import (
     Refused,
     Retry,
     Stamped,
+    Unreadable,
     Verdict,
     decide,
     duplicate,
@@ -287,14 +289,14 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
     decision = decide(verdict, attempts=job.attempts, settings=settings, now=now,
                       deadline=job.deadline, rng=rng)
     unless = None
-    if isinstance(verdict, Stamped):
+    if isinstance(verdict, (Stamped, Unreadable)):
         elsewhere = (_OTHER.c.sat_uuid == verdict.uuid, _OTHER.c.id != job.invoice_id)
         unless = exists().where(*elsewhere)
     if not move(session, decision.edge, job.invoice_id, owner=owner, now=now, unless=unless,
                 updated_at=now, **decision.values):
         holder = (session.scalar(select(_OTHER.c.id).where(*elsewhere))
-                  if isinstance(verdict, Stamped) else None)
-        if holder is None or not isinstance(verdict, Stamped):
+                  if isinstance(verdict, (Stamped, Unreadable)) else None)
+        if holder is None or not isinstance(verdict, (Stamped, Unreadable)):
             return _lost_lease(job, decision.edge.target)
         return _apply(session, job, duplicate(holder, verdict.uuid), owner=owner,
                       settings=settings, now=now, rng=rng)
@@ -323,7 +325,7 @@ def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
             threshold=settings.breaker_service_threshold,
             window_s=settings.breaker_service_window_s,
             probe_after_s=settings.breaker_probe_s, now=now)
-    elif isinstance(verdict, (Stamped, Refused)):
+    elif isinstance(verdict, (Stamped, Refused, Unreadable)):
         breakers.succeeded(session, job.breaker_keys, now=now, reason="Finkok answered")
 
 
@@ -359,11 +361,22 @@ def _ms(t0: float) -> int:
     return int((time.perf_counter() - t0) * 1000)
 
 
-def _stamped(result: StampResult, *, recovered: bool) -> Stamped:
+def _stamped(result: StampResult, *, recovered: bool) -> Stamped | Unreadable:
     """A fresh `stamp` answer means Finkok delivered it to SAT (it answers no stamp when it
     could not). A stamp recovered through `stamped` or a 307 may still sit in Finkok's
-    queue for SAT: it goes to `pending` and query_pending says when it arrived."""
+    queue for SAT: it goes to `pending` and query_pending says when it arrived. A stamped
+    XML that does not parse is never settled as `stamped` (no OK could be built from it)."""
     assert result.uuid and result.xml
+    try:
+        parse(result.xml.encode("utf-8"))
+    except Exception as exc:
+        log.error("invoice stamped as %s but its stamped XML cannot be parsed (%s): kept as "
+                  "failed/unreadable for a person; it is never stamped again",
+                  result.uuid, type(exc).__name__)
+        return Unreadable(result.uuid.upper(), result.xml, [_error(
+            "UNREADABLE", f"Finkok stamped it (UUID {result.uuid.upper()}) but the stamped XML "
+            f"cannot be parsed ({type(exc).__name__}): get it with `billing finkok get-xml` "
+            "and look at it before anything else", "unreadable")])
     return Stamped(
         uuid=result.uuid.upper(),
         xml=result.xml,
