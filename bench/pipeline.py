@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from bench.cpu import CpuMeter
 from worker.stack import LocalStack, wait_until
 
 if TYPE_CHECKING:
@@ -69,10 +70,43 @@ def servers(
     return base.set(database=name).render_as_string(False), redis_url, (admin, name)
 
 
+GROUP_ORDER = ("stamp children", "stamp main", "notify children", "notify main", "PostgreSQL",
+               "sandboxes", "producer", "Redis", "beat")
+
+
+def cpu_meter(stack: LocalStack, database: str | None, redis_url: str | None) -> CpuMeter:
+    """CPU per group: each worker's main process and its pool children, the sandboxes, the
+    beat, this process (the producer), the PostgreSQL backends of the bench's database and
+    the Redis server (shared with whatever else uses it on this machine)."""
+    names = {proc.pid: name for name, proc in stack.processes.items()}  # each its own session
+    me = os.getpid()
+    redis_port = f":{redis_url.rsplit(':', 1)[1].split('/')[0]}" if redis_url else None
+
+    def classify(pid: int, pgid: int, cmdline: str) -> str | None:
+        if pid == me:
+            return "producer"
+        name = names.get(pgid)
+        if name is not None:
+            if name in ("finkok", "sif"):
+                return "sandboxes"
+            if name == "beat":
+                return "beat"
+            kind = "notify" if name == "notifier" else "stamp"
+            return f"{kind} {'main' if pid == pgid else 'children'}"
+        if database and cmdline.startswith("postgres:") and f" {database} " in cmdline:
+            return "PostgreSQL"
+        if redis_port and cmdline.startswith("redis-server") and redis_port in cmdline:
+            return "Redis"
+        return None
+
+    return CpuMeter(classify)
+
+
 def run_pipeline(
     xmls: list[bytes], args: argparse.Namespace, data_dir: Path
-) -> tuple[float, float, str]:
-    """invoices/s until all are stamped, and until SIF has all their OKs."""
+) -> tuple[float, float, str, dict[str, float]]:
+    """invoices/s until all are stamped, and until SIF has all their OKs; CPU seconds per
+    process group from `ready` until every OK is delivered."""
     from worker.celery_app import STAMP_TASK, create_app
     from worker.db.models import Invoice, Notification
     from worker.db.session import create_db_engine, session_factory
@@ -116,6 +150,9 @@ def run_pipeline(
 
         if not stack.wait_ready():  # the clock starts when every worker consumes
             raise SystemExit(f"the workers did not start; logs in {stack.logs}")
+        meter = cpu_meter(stack, backend[2][1] if backend else None,
+                          backend[1] if backend else None)
+        meter.start()
         start = time.perf_counter()
         publish = bell_for(app, STAMP_TASK)
         for lo in range(0, len(xmls), args.batch):
@@ -138,11 +175,12 @@ def run_pipeline(
 
         wait_until(lambda: delivered() == len(xmls), args.timeout, interval_s=0.25)
         delivered_rate = delivered() / (time.perf_counter() - start)
+        cpu = meter.stop()
         double = stack.finkok_stats()["totals"].get("double_stamped_documents", 0)
         engine.dispose()
         if double:
             raise SystemExit(f"{double} documents stamped twice")
-        return rate, delivered_rate, label
+        return rate, delivered_rate, label, cpu
     finally:
         stack.stop()
         if backend:
@@ -201,10 +239,10 @@ def main() -> None:
     serial = run_serial(xmls[: args.serial_count], args.latency_ms)
     console.print(f"serial loop: {serial:.2f} invoices/s over {min(args.serial_count, len(xmls))} calls")
     if args.data_dir:
-        rate, delivered, label = run_pipeline(xmls, args, Path(args.data_dir))
+        rate, delivered, label, cpu = run_pipeline(xmls, args, Path(args.data_dir))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            rate, delivered, label = run_pipeline(xmls, args, Path(tmp))
+            rate, delivered, label, cpu = run_pipeline(xmls, args, Path(tmp))
 
     table = Table("run", "invoices", "invoices/s", title=f"Finkok latency {args.latency_ms:g} ms")
     table.add_row(f"pipeline to stamped ({label}, {args.workers}×{args.concurrency} processes)",
@@ -214,8 +252,17 @@ def main() -> None:
     table.add_row("serial loop (one call after another)", str(min(args.serial_count, len(xmls))),
                   f"{serial:.2f}")
     console.print(table)
+    n = len(xmls)
+    cpu_table = Table("process group", "CPU ms per invoice", "share",
+                      title="CPU from ready to every OK delivered (/proc utime+stime)")
+    total = sum(cpu.values())
+    for group in sorted(cpu, key=lambda g: GROUP_ORDER.index(g) if g in GROUP_ORDER else 99):
+        cpu_table.add_row(group, f"{cpu[group] * 1000 / n:.1f}",
+                          f"{cpu[group] / total:.0%}" if total else "-")
+    cpu_table.add_row("all", f"{total * 1000 / n:.1f}", "100%")
+    console.print(cpu_table)
     print(f"RESULT invoices_per_s={rate:.1f} serial_per_s={serial:.2f} ratio={rate / serial:.1f} "
-          f"delivered_per_s={delivered:.1f}")
+          f"delivered_per_s={delivered:.1f} cpu_ms_per_invoice={total * 1000 / n:.1f}")
 
 
 if __name__ == "__main__":

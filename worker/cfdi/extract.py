@@ -427,9 +427,20 @@ def receptor_fiscal_data(stamped_xml: bytes | etree._Element) -> dict[str, str]:
     receptor = root.find(f"{_C}Receptor")
     if receptor is None:
         raise ValueError("the CFDI has no cfdi:Receptor")
-    return {
+    return {  # the same as fiscal_data_of(extract(...).receptor)
         "rfc": receptor.get("Rfc", ""),
         "usoCfdi": receptor.get("UsoCFDI", ""),
         "regimenFiscal": receptor.get("RegimenFiscalReceptor", ""),
         "codigoPostal": receptor.get("DomicilioFiscalReceptor", ""),
+    }
+
+
+def fiscal_data_of(receptor: Receptor) -> dict[str, str]:
+    """SIF's ``datosFiscales`` from an already extracted Receptor (``receptor_fiscal_data``
+    without parsing the XML again)."""
+    return {
+        "rfc": receptor.rfc,
+        "usoCfdi": receptor.uso_cfdi,
+        "regimenFiscal": receptor.regimen_fiscal,
+        "codigoPostal": receptor.domicilio_fiscal,
     }

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import BindParameter, CursorResult, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,16 +83,28 @@ _COLUMNS = (Breaker.key, Breaker.state, Breaker.code, Breaker.cause, Breaker.ope
             Breaker.probe_id)
 
 
+# Asked before every stamp and every SIF PUT, and after every answer: built once (Core, on
+# the table), executed with the keys as an expanding parameter.
+_T = Breaker.__table__
+_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
+_NOW = bindparam("now", type_=_T.c.updated_at.type)
+_NOT_CLOSED = (select(*(_T.c[col.key] for col in _COLUMNS))
+               .where(_T.c.key.in_(_KEYS), _T.c.state != CLOSED).order_by(_T.c.key))
+_CLOSE = (update(_T).where(_T.c.key.in_(_KEYS), _T.c.state != CLOSED)
+          .values(state=CLOSED, failures=0, first_failure_at=None, probe_id=None,
+                  next_probe_at=None, probe_interval_s=0.0, updated_at=_NOW)
+          .returning(_T.c.key))
+_RESET_FAILURES = (update(_T).where(_T.c.key.in_(_KEYS), _T.c.state == CLOSED, _T.c.failures > 0)
+                   .values(failures=0, first_failure_at=None, updated_at=_NOW))
+
+
 def blocking(session: Session, keys: tuple[str, ...], row_id: str) -> Blocking | None:
     """The first breaker among ``keys`` that forbids a call for ``row_id`` now, or None.
 
     A ``half_open`` breaker lets exactly one row through: its probe. The first row to ask
     takes the probe (compare-and-set on ``probe_id``); a row that already is the probe
     passes again (a redelivered task)."""
-    rows = session.execute(
-        select(*_COLUMNS).where(Breaker.key.in_(keys), Breaker.state != CLOSED)
-        .order_by(Breaker.key)
-    ).all()
+    rows = session.connection().execute(_NOT_CLOSED, {"keys": list(keys)}).all()
     for row in rows:
         if row.state == HALF_OPEN and (row.probe_id == row_id or take_probe(session, row.key, row_id)):
             continue
@@ -180,14 +192,10 @@ def succeeded(session: Session, keys: tuple[str, ...], *, now: datetime | None =
     """A normal answer: close the given breakers and reset their failure runs. Cheap when
     there is nothing to do (two UPDATEs that match no row). Returns the keys it closed."""
     now = now or utcnow()
-    closed = list(session.scalars(
-        update(Breaker).where(Breaker.key.in_(keys), Breaker.state != CLOSED)
-        .values(state=CLOSED, failures=0, first_failure_at=None, probe_id=None,
-                next_probe_at=None, probe_interval_s=0.0, updated_at=now)
-        .returning(Breaker.key)))
-    session.execute(update(Breaker).where(Breaker.key.in_(keys), Breaker.state == CLOSED,
-                                          Breaker.failures > 0)
-                    .values(failures=0, first_failure_at=None, updated_at=now))
+    connection = session.connection()
+    params = {"keys": list(keys), "now": now}
+    closed = list(connection.execute(_CLOSE, params).scalars())
+    connection.execute(_RESET_FAILURES, params)
     for key in closed:
         log.warning("BREAKER CLOSED %s: %s; held rows resume", key, reason,
                     extra={"breaker": key})

@@ -15,20 +15,30 @@ Every other state change is ``move(session, edge, id, ...)``: a compare-and-set 
 ``WHERE id = :id AND state IN (<edge sources>)``, plus ``AND lease_owner = :owner`` for a
 fenced edge (calling one without an owner is a ``TypeError``). It releases the lease and
 returns whether the row moved. ``outbox()`` is the one writer of SIF outbox rows.
+
+The hot statements (the claims, each move's UPDATE for one set of columns, the outbox
+INSERT) are built once with bind parameters and executed with values, so SQLAlchemy
+neither rebuilds them nor recompiles them per call (measured: building the claim was
+~2.6 ms of Python per call, ~0.8 ms when executed from its cached form).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     CursorResult,
+    Insert,
     Row,
+    String,
     Update,
     and_,
+    bindparam,
     case,
     false,
     insert,
@@ -38,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from worker.db.models import Invoice, Notification, new_id, utcnow
+from worker.db.models import Invoice, Notification, UtcDateTime, new_id, utcnow
 from worker.db.states import (
     INVOICE_CLAIM,
     INVOICE_EDGES,
@@ -49,6 +59,12 @@ from worker.db.states import (
 )
 
 Model = type[Invoice] | type[Notification]
+
+# The bind parameters of the prepared statements (their names are no column's name).
+ROW_ID: BindParameter[str] = bindparam("row_id", type_=String())
+NOW: BindParameter[datetime] = bindparam("now", type_=UtcDateTime())
+_OWNER: BindParameter[str] = bindparam("owner", type_=String())
+_LEASE_UNTIL: BindParameter[datetime] = bindparam("lease_until", type_=UtcDateTime())
 
 
 def _model_for(edge: Edge) -> Model:
@@ -69,8 +85,10 @@ def _model_for(edge: Edge) -> Model:
 # --- which rows are due --------------------------------------------------------------------
 
 
-def due_where(model: Model, edges: Iterable[Edge], at: datetime) -> ColumnElement[bool]:
-    """Rows of ``model`` that one of ``edges`` may take at ``at``, by each edge's due rule."""
+def due_where(model: Model, edges: Iterable[Edge],
+              at: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Rows of ``model`` that one of ``edges`` may take at ``at``, by each edge's due rule
+    (``at`` may be a bind parameter, e.g. ``NOW``, for a statement built once)."""
     c = model.__table__.c
     arms: list[ColumnElement[bool]] = []
     for edge in edges:
@@ -88,21 +106,39 @@ def due_where(model: Model, edges: Iterable[Edge], at: datetime) -> ColumnElemen
 # --- claims --------------------------------------------------------------------------------
 
 
-def _claim_statement(model: Model, edges: tuple[Edge, ...], row_id: str, *, owner: str,
-                     lease_s: float, now: datetime | None) -> Update:
-    now = now or utcnow()
+@functools.cache
+def _claim_statement(model: Model, edges: tuple[Edge, ...]) -> Update:
+    """The claim UPDATE for ``edges``, built once; execute it with ``_claim_params``."""
     (working,) = {e.target for e in edges}
     c = model.__table__.c  # Core columns: one statement, no ORM bookkeeping on the hot path
     return (
         update(model.__table__)
-        .where(c.id == row_id, due_where(model, edges, now))
+        .where(c.id == ROW_ID, due_where(model, edges, NOW))
         .values(
             state=working,
-            state_changed_at=now,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_s),
+            state_changed_at=NOW,
+            lease_owner=_OWNER,
+            lease_expires_at=_LEASE_UNTIL,
             attempts=c.attempts + 1,
         )
+    )
+
+
+def _claim_params(row_id: str, owner: str, lease_s: float, now: datetime | None) -> dict[str, Any]:
+    now = now or utcnow()
+    return {"row_id": row_id, "now": now, "owner": owner,
+            "lease_until": now + timedelta(seconds=lease_s)}
+
+
+@functools.cache
+def _invoice_claim() -> Update:
+    t = Invoice.__table__
+    taking_over = t.c.state.in_(sorted(INVOICE_EDGES["take_over"].sources))
+    return (
+        _claim_statement(Invoice, INVOICE_CLAIM)
+        .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
+        .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
+                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at)
     )
 
 
@@ -118,16 +154,8 @@ def claim_invoice_for_stamp(
     and its stamp may exist. (SET reads the row as it was before the UPDATE, on SQLite and
     PostgreSQL alike.) No row: not ours to stamp now.
     """
-    t = Invoice.__table__
-    taking_over = t.c.state.in_(sorted(INVOICE_EDGES["take_over"].sources))
-    stmt = (
-        _claim_statement(Invoice, INVOICE_CLAIM, invoice_id, owner=owner, lease_s=lease_s,
-                         now=now)
-        .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
-        .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
-                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at)
-    )
-    return session.connection().execute(stmt).first()
+    return session.connection().execute(
+        _invoice_claim(), _claim_params(invoice_id, owner, lease_s, now)).first()
 
 
 def claim_notification(
@@ -136,9 +164,9 @@ def claim_notification(
 ) -> bool:
     """``claim`` (queued|retry_wait, due) or ``take_over`` (sending, lease expired) ->
     sending, leased to ``owner``."""
-    stmt = _claim_statement(Notification, NOTIFICATION_CLAIM, notification_id, owner=owner,
-                            lease_s=lease_s, now=now)
-    return session.connection().execute(stmt).rowcount == 1
+    stmt = _claim_statement(Notification, NOTIFICATION_CLAIM)
+    params = _claim_params(notification_id, owner, lease_s, now)
+    return session.connection().execute(stmt, params).rowcount == 1
 
 
 # --- moves ---------------------------------------------------------------------------------
@@ -152,6 +180,7 @@ def move(
     owner: str | None = None,
     now: datetime | None = None,
     unless: ColumnElement[bool] | None = None,
+    unless_params: Mapping[str, Any] | None = None,
     **values: Any,
 ) -> bool:
     """Take ``edge`` for one row if its state is one of the edge's sources.
@@ -159,22 +188,48 @@ def move(
     A fenced edge needs ``owner`` and applies only while that worker holds the lease. With
     ``unless``, it applies only while that condition is false. Returns False (and changes
     nothing) otherwise. The lease is released; ``values`` are written with the state.
+
+    The UPDATE is built once per edge, fencing, ``unless`` and set of columns when the
+    values are plain values and ``unless`` is a prepared condition whose bind parameters
+    ``unless_params`` fills (it may use ``ROW_ID`` and ``NOW``); otherwise per call.
     """
     if edge.fenced and owner is None:
         raise TypeError(f"edge {edge.name!r} is fenced: pass the lease owner")
     if edge.due == "lease_expired" or edge in INVOICE_CLAIM or edge in NOTIFICATION_CLAIM:
         raise TypeError(f"edge {edge.name!r} is a claim: use the claim functions")
-    model = _model_for(edge)
     now = now or utcnow()
+    if (unless is None or unless_params is not None) and not any(
+            isinstance(v, ColumnElement) for v in values.values()):
+        stmt = _move_statement(edge, owner is not None, unless, tuple(sorted(values)))
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(unless_params or {}, row_id=row_id, now=now, owner=owner)
+        result = session.connection().execute(stmt, params)
+        return cast("CursorResult[Any]", result).rowcount == 1  # an UPDATE
+    model = _model_for(edge)
     c = model.__table__.c
-    stmt = update(model.__table__).where(c.id == row_id, c.state.in_(sorted(edge.sources)))
+    built = update(model.__table__).where(c.id == row_id, c.state.in_(sorted(edge.sources)))
     if owner is not None:
-        stmt = stmt.where(c.lease_owner == owner)
+        built = built.where(c.lease_owner == owner)
+    if unless is not None:
+        built = built.where(~unless)
+    built = built.values(state=edge.target, state_changed_at=now, lease_owner=None,
+                         lease_expires_at=None, **values)
+    return cast("CursorResult[Any]", session.execute(built)).rowcount == 1  # an UPDATE
+
+
+@functools.lru_cache(maxsize=256)
+def _move_statement(edge: Edge, fenced: bool, unless: ColumnElement[bool] | None,
+                    columns: tuple[str, ...]) -> Update:
+    model = _model_for(edge)
+    c = model.__table__.c
+    stmt = update(model.__table__).where(c.id == ROW_ID, c.state.in_(sorted(edge.sources)))
+    if fenced:
+        stmt = stmt.where(c.lease_owner == _OWNER)
     if unless is not None:
         stmt = stmt.where(~unless)
-    stmt = stmt.values(state=edge.target, state_changed_at=now, lease_owner=None,
-                       lease_expires_at=None, **values)
-    return cast("CursorResult[Any]", session.execute(stmt)).rowcount == 1  # an UPDATE
+    return stmt.values(
+        state=edge.target, state_changed_at=NOW, lease_owner=None, lease_expires_at=None,
+        **{k: bindparam(f"v_{k}", type_=c[k].type) for k in columns})
 
 
 def settle_edge(edges: dict[str, Edge], working: str, target: str) -> Edge:
@@ -197,12 +252,20 @@ def outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"], *,
     sweeper rings it after that).
     """
     notification_id = new_id()
-    session.execute(insert(Notification.__table__).values(
-        id=notification_id, invoice_id=invoice_id, status=status, rung_at=now or utcnow()))
+    session.connection().execute(_outbox_statement(), {
+        "id": notification_id, "invoice_id": invoice_id, "status": status,
+        "rung_at": now or utcnow()})
     return notification_id
 
 
+@functools.cache
+def _outbox_statement() -> Insert:
+    return insert(Notification.__table__)
+
+
 __all__ = [
+    "NOW",
+    "ROW_ID",
     "InvoiceState",
     "claim_invoice_for_stamp",
     "claim_notification",
@@ -227,10 +290,10 @@ def claim_cancellation(
     t = Cancellation.__table__
     taking_over = t.c.state.in_(sorted(CANCELLATION_EDGES["take_over"].sources))
     stmt = (
-        _claim_statement(Cancellation, CANCELLATION_CLAIM, cancellation_id,  # type: ignore[arg-type]
-                         owner=owner, lease_s=lease_s, now=now)
+        _claim_statement(Cancellation, CANCELLATION_CLAIM)
         .values(must_check=case((taking_over, true()), else_=t.c.must_check))
         .returning(t.c.invoice_id, t.c.sat_uuid, t.c.emisor_rfc, t.c.receptor_rfc, t.c.total,
                    t.c.motivo, t.c.folio_sustitucion, t.c.attempts, t.c.must_check)
     )
-    return session.connection().execute(stmt).first()
+    return session.connection().execute(
+        stmt, _claim_params(cancellation_id, owner, lease_s, now)).first()

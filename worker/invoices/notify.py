@@ -53,6 +53,8 @@ RESEND_ACTION = "resend"
 
 SessionSource = Engine | sessionmaker[Session]
 
+_DELIVERY_ATTEMPT = insert(DeliveryAttempt.__table__)  # built once, executed with values
+
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
@@ -162,14 +164,14 @@ def deliver(
             factory, notification_id, "build_error", f"{type(exc).__name__}: {exc}", owner, now
         )
 
-    answer = _put(client, invoice.empresa_ref_id, body)
+    answer = _put(client, invoice.empresa_ref_id, body)  # validated above
     settled_at = now if clock_fixed else utcnow()
     return _settle(factory, notification, invoice, answer, settings, owner, now, settled_at, rng)
 
 
 def _put(client: SifClient, empresa_ref_id: str, body: dict[str, Any]) -> _Answer:
     try:
-        response = client.put_status(empresa_ref_id, body)
+        response = client.put_status(empresa_ref_id, body, validated=True)  # deliver validated it
     except SifTransportError as exc:
         kind = TIMEOUT if isinstance(exc, SifTimeout) else CONNECTION
         return _Answer(None, None, exc.duration_ms, f"{kind}: {exc}", kind)
@@ -239,7 +241,7 @@ def _settle(
     if somebody took it over, the fenced transition below changes nothing)."""
     notification_id = claimed.id
     with factory.begin() as session:
-        session.execute(insert(DeliveryAttempt.__table__).values(
+        session.connection().execute(_DELIVERY_ATTEMPT, dict(
             notification_id=notification_id, started_at=started_at,
             duration_ms=answer.duration_ms, status_code=answer.status_code,
             error=answer.error, response_body=answer.body_text, worker=owner,

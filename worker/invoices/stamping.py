@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import String, bindparam, exists, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bind_contextvars
 
@@ -34,7 +34,7 @@ from worker import doorbell
 from worker.cfdi.xml import parse
 from worker.db import breakers
 from worker.db.breakers import Blocking
-from worker.db.lifecycle import claim_invoice_for_stamp, move, outbox
+from worker.db.lifecycle import ROW_ID, claim_invoice_for_stamp, move, outbox
 from worker.db.models import Invoice, StampAttempt, utcnow
 from worker.db.session import retry_dropped_connection
 from worker.doorbell import Ring
@@ -68,6 +68,9 @@ Sleep = Callable[[float], None]
 # Another invoice row, for "is this UUID held by someone else" (built once: an alias
 # proxies every column, measured at ~1 ms a settle when built per call).
 _OTHER = Invoice.__table__.alias("other")
+# "Another invoice holds this UUID", prepared once for the settle's UPDATE (``move``).
+_HELD_ELSEWHERE = exists().where(_OTHER.c.sat_uuid == bindparam("other_uuid", type_=String()),
+                                 _OTHER.c.id != ROW_ID)
 
 
 class Finkok(Protocol):
@@ -118,6 +121,9 @@ class StampOutcome:
     def summary(self) -> str:
         """For people (Flower's task result): ``stamped 5B13C295-…``, ``rejected CFDI40143``."""
         return f"{self.state} {self.detail}" if self.detail else self.state
+
+
+_STAMP_ATTEMPT = insert(StampAttempt.__table__)  # executed with rows of values
 
 
 # --- the whole path of one invoice -----------------------------------------------------------
@@ -269,7 +275,7 @@ def settle(
     now = utcnow()
     with sessions.begin() as session:
         if calls:
-            session.execute(insert(StampAttempt.__table__), [
+            session.connection().execute(_STAMP_ATTEMPT, [
                 {"invoice_id": job.invoice_id, "operation": c.operation,
                  "started_at": c.started_at, "duration_ms": c.duration_ms,
                  "outcome": c.outcome, "codes": c.codes or None, "message": c.message,
@@ -288,12 +294,12 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
     UUID another invoice already holds is that invoice's: this one is a DUPLICATE."""
     decision = decide(verdict, attempts=job.attempts, settings=settings, now=now,
                       deadline=job.deadline, rng=rng)
-    unless = None
+    unless, unless_params = None, None
     if isinstance(verdict, (Stamped, Unreadable)):
         elsewhere = (_OTHER.c.sat_uuid == verdict.uuid, _OTHER.c.id != job.invoice_id)
-        unless = exists().where(*elsewhere)
+        unless, unless_params = _HELD_ELSEWHERE, {"other_uuid": verdict.uuid}
     if not move(session, decision.edge, job.invoice_id, owner=owner, now=now, unless=unless,
-                updated_at=now, **decision.values):
+                unless_params=unless_params, updated_at=now, **decision.values):
         holder = (session.scalar(select(_OTHER.c.id).where(*elsewhere))
                   if isinstance(verdict, (Stamped, Unreadable)) else None)
         if holder is None or not isinstance(verdict, (Stamped, Unreadable)):

@@ -166,9 +166,13 @@ class SifClient:
     def url_for(self, empresa_ref_id: str) -> str:
         return status_url(resolve_target(self._settings, empresa_ref_id).base_url, empresa_ref_id)
 
-    def put_status(self, empresa_ref_id: str, body: dict[str, Any]) -> SifResponse:
-        """Validate ``body`` and PUT it. Raises SifBodyError/SifConfigError before sending."""
-        validate_body(body)
+    def put_status(self, empresa_ref_id: str, body: dict[str, Any], *,
+                   validated: bool = False) -> SifResponse:
+        """Validate ``body`` and PUT it. Raises SifBodyError/SifConfigError before sending.
+        ``validated``: the caller has just passed this very body through ``validate_body``
+        (the notifier does, to settle an invalid one without a PUT): not validated again."""
+        if not validated:
+            validate_body(body)
         target = resolve_target(self._settings, empresa_ref_id)
         url = status_url(target.base_url, empresa_ref_id)
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -122,18 +122,19 @@ def body_for(invoice: Invoice, notification: Notification, *, type_: str = "S") 
                 f"invoice {invoice.id} has an OK notification but no stamped XML/SAT UUID"
             )
         # Imported here so the NOK path and the rest of the package work without them.
-        from worker.cfdi.extract import receptor_fiscal_data
-        from worker.cfdi.pdf import render_pdf
+        from worker.cfdi.extract import extract, fiscal_data_of
+        from worker.cfdi.pdf import render_cfdi
         from worker.settings import get_settings
 
         stamped = bytes(invoice.stamped_xml)
+        cfdi = extract(stamped)  # parsed once, for the PDF and datosFiscales
         return build_ok(
             reference=invoice.reference,
             sat_uuid=invoice.sat_uuid,
             pedidoga=invoice.pedidoga,
             stamped_xml=stamped,
-            pdf=render_pdf(stamped, get_settings().pdf_emisores),  # the emisor's logo and address
-            datos_fiscales=receptor_fiscal_data(stamped),
+            pdf=render_cfdi(cfdi, get_settings().pdf_emisores),  # the emisor's logo and address
+            datos_fiscales=fiscal_data_of(cfdi.receptor),
             type_=type_,
         )
     if notification.status == "NOK":
