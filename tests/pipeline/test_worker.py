@@ -160,6 +160,8 @@ def _spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "BILLING_FINKOK_ENVIRONMENT": settings.finkok_base_url,
         "BILLING_FINKOK_READ_TIMEOUT_S": "10", "BILLING_CLAIM_LEASE_S": "3",
         "BILLING_PENDING_POLL_INTERVAL_S": "0.5",
+        # The dead worker's doorbell was rung at intake: re-ring it after 2 s, not 60 s.
+        "BILLING_SWEEP_RERING_AFTER_S": "2",
         "BILLING_SIF_BASE_URL": settings.sif_base_url,
     })
     return subprocess.Popen(
