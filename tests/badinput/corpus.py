@@ -11,6 +11,7 @@ so a huge attribute reaches the parser and its refusal is the parser's, named.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
@@ -90,7 +91,15 @@ def _deeply_nested(levels: int = 100_000) -> bytes:
     )
 
 
+def _build(**kw: object) -> bytes:
+    from worker.cfdi.factory import build_invoice
+
+    return build_invoice(**kw)  # type: ignore[arg-type]
+
+
 def corpus() -> list[BadInput]:
+    from worker.cfdi.factory import mexico_city_now
+
     xml = sealed()
     decl, _ = _split_decl(xml)
     nombre = "ESPAÑOLA".encode()
@@ -159,6 +168,14 @@ def corpus() -> list[BadInput]:
         BadInput("no_receptor", re.sub(rb"<cfdi:Receptor [^>]*/>", b"", xml, count=1),
                  "missing_receptor", ("cfdi:Receptor",)),
         BadInput("no_total", _attr("Total", None), "missing_total", ("Total",)),
+        # Pre-flight checks (worker/cfdi/preflight.py): what Finkok would refuse, refused here
+        # with the code it avoids, through every entry point that runs this corpus.
+        BadInput("edited_after_sealing", xml.replace(b"ESPA\xc3\x91OLA", b"ESPANOLA", 1),
+                 "bad_seal", ("Finkok would answer 302",)),
+        BadInput("fecha_73_hours_old", _build(fecha=mexico_city_now() - dt.timedelta(hours=73)),
+                 "fecha_out_of_range", ("Finkok would answer 401",)),
+        BadInput("receptor_regimen_unknown", _build(receptor_regimen="999"), "receptor_rules",
+                 ("Finkok would answer CFDI40157",)),
         BadInput("reference_with_tab", xml, "invalid_id", ("reference", "printable ASCII"),
                  reference="BAD\tref"),
         BadInput("empresa_too_long", xml, "invalid_id", ("empresaRefId", "1-64"),
