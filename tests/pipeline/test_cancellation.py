@@ -305,3 +305,16 @@ def test_the_broker_tasks_cancel_an_invoice_end_to_end(
     assert _sandbox_record(finkok, uuid).cancel_requests == 1  # type: ignore[attr-defined]
     with sessions() as s:
         assert s.query(Cancellation).count() == 1  # the malformed message stored nothing
+    # Reporting: the metrics and `billing stats` count cancellations by state.
+    from worker.ops.metrics import create_registry
+    from worker.ops.stats import compute_stats
+
+    engine = create_db_engine(settings.database_url)
+    try:
+        value = create_registry(engine).get_sample_value
+        assert value("billing_cancellations", {"state": "cancelled"}) == 1.0
+        assert value("billing_cancellations", {"state": "in_process"}) == 0.0
+        with session_factory(engine)() as s:
+            assert compute_stats(s).cancellations["cancelled"] == 1
+    finally:
+        engine.dispose()

@@ -77,6 +77,9 @@ def _print(s: Stats, window: str) -> None:
     console.print(sif)
     console.print("stamped per minute: " + ", ".join(
         f"last {k}: {v:g}" for k, v in s.stamped_per_min.items()), markup=False)
+    if any(s.cancellations.values()):
+        console.print("SAT cancellations: " + ", ".join(
+            f"{state} {n}" for state, n in s.cancellations.items() if n), markup=False)
     if s.breakers:
         held = Table("held on", "state", "cause", "since", "invoices", "notifications",
                      title="held: breakers that are open (they resume by themselves)")

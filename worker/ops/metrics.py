@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, case, func, select
 from worker.db.breakers import scope_of_key
 from worker.db.models import (
     Breaker,
+    Cancellation,
     DeliveryAttempt,
     FinkokCredit,
     Heartbeat,
@@ -50,8 +51,12 @@ from worker.db.models import (
     StampAttempt,
     utcnow,
 )
-from worker.db.states import InvoiceState, NotificationState
-from worker.ops.stats import MOVING_INVOICE_STATES, MOVING_NOTIFICATION_STATES
+from worker.db.states import CancellationState, InvoiceState, NotificationState
+from worker.ops.stats import (
+    MOVING_CANCELLATION_STATES,
+    MOVING_INVOICE_STATES,
+    MOVING_NOTIFICATION_STATES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +261,5 @@ def _collect(conn: Connection, now: datetime) -> Iterator[Metric]:
     yield from _heartbeats(conn)
     yield from _reconcile(conn)
     yield from _breakers(conn)
+    yield from _states(conn, Cancellation, [str(s) for s in CancellationState],
+                       MOVING_CANCELLATION_STATES, now, "cancellation", "SAT cancellation")

@@ -18,19 +18,22 @@ from sqlalchemy.orm import Session
 from worker.db.breakers import scope_of_key
 from worker.db.models import (
     Breaker,
+    Cancellation,
     DeliveryAttempt,
     Invoice,
     Notification,
     StampAttempt,
     utcnow,
 )
-from worker.db.states import InvoiceState, NotificationState
+from worker.db.states import CancellationState, InvoiceState, NotificationState
 
 # States a row leaves by itself; one that stays long in them is worth a look.
 MOVING_INVOICE_STATES = (InvoiceState.RECEIVED, InvoiceState.STAMPING, InvoiceState.RETRY_WAIT,
                          InvoiceState.PENDING, InvoiceState.HELD)
 MOVING_NOTIFICATION_STATES = (NotificationState.QUEUED, NotificationState.SENDING,
                               NotificationState.RETRY_WAIT, NotificationState.HELD)
+MOVING_CANCELLATION_STATES = (CancellationState.REQUESTED, CancellationState.SENDING,
+                              CancellationState.IN_PROCESS)
 # Finkok outcomes that are answers, not failures (603 to `stamped` is the all-clear).
 FINKOK_NOT_FAILURES = frozenset({"success", "ok", "already_stamped", "not_stamped", "pending",
                                  "delivered"})
@@ -63,6 +66,7 @@ class Stats:
     stamped_per_min: dict[str, float] = field(default_factory=dict)  # "1m" -> stamps/min
     # Breakers that are not closed, with what they hold: one line per cause.
     breakers: list[dict[str, Any]] = field(default_factory=list)
+    cancellations: dict[str, int] = field(default_factory=dict)  # SAT cancellations by state
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -106,6 +110,7 @@ def compute_stats(session: Session, *, window_s: float = 3600.0, now: datetime |
     _finkok(session, stats, since, top)
     _sif(session, stats, since)
     stats.breakers = held_by_cause(session)
+    stats.cancellations = _counts(session, Cancellation.state, [str(s) for s in CancellationState])
     for minutes in THROUGHPUT_MINUTES:
         n = session.scalar(select(func.count()).select_from(Invoice).where(
             Invoice.stamped_at >= now - timedelta(minutes=minutes), Invoice.stamped_at <= now))
