@@ -262,7 +262,7 @@ def test_door_refuses_what_cannot_be_cancelled(
 
 @pytest.mark.slow
 def test_the_broker_tasks_cancel_an_invoice_end_to_end(
-    tmp_path: Path, client: FinkokClient, finkok: FinkokSandbox,
+    tmp_path: Path, finkok: FinkokSandbox,
 ) -> None:
     """A producer sends `billing.cancel_invoice` (kwargs only, JSON); a real worker runs the
     door, rings `billing.send_cancellation`, and `billing.poll_cancellations` (the beat's
@@ -283,7 +283,8 @@ def test_the_broker_tasks_cancel_an_invoice_end_to_end(
                              finkok_environment=finkok.url, cancel_poll_base_s=0.1)
     upgrade(settings.database_url)
     sessions = session_factory(create_db_engine(settings.database_url))
-    invoice_id, uuid = _stamped(sessions, client, settings, "BRK-1")
+    with FinkokClient.from_settings(settings) as client:  # (one database: no sqlite/pg param)
+        invoice_id, uuid = _stamped(sessions, client, settings, "BRK-1")
     app = create_worker_app(settings)
     with start_worker(app, pool="solo", perform_ping_check=False,
                       queues=["stamp", "intake", "maintenance"], shutdown_timeout=20):
@@ -318,3 +319,83 @@ def test_the_broker_tasks_cancel_an_invoice_end_to_end(
             assert compute_stats(s).cancellations["cancelled"] == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_request_ends_in_exactly_one_cancellation(
+    tmp_path: Path, finkok: FinkokSandbox,
+) -> None:
+    """The worker process group dies while its cancel_signature call is in flight; Finkok
+    takes the request (its answer dies with the worker). After the lease expires, another
+    worker takes the row over, asks get_receipt/get_sat_status first, and settles it
+    without a second request: one cancellation at the sandbox."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from worker.cancellations.tasks import POLL_CANCELLATIONS_TASK, ring_send
+    from worker.celery_app import create_app
+    from worker.db.migrate import upgrade
+    from worker.db.session import create_db_engine, session_factory
+    from worker.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path / "var", broker_url="filesystem://",
+                             database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+                             finkok_environment=finkok.url, cancel_poll_base_s=0.2,
+                             claim_lease_s=3)
+    upgrade(settings.database_url)
+    sessions = session_factory(create_db_engine(settings.database_url))
+    with FinkokClient.from_settings(settings) as client:  # (one database: no sqlite/pg param)
+        _, uuid = _stamped(sessions, client, settings, "KILL-1")
+    cid = _request(sessions, settings, "KILL-1")
+    finkok.configure(latency_ms=2000)  # every call now takes 2 s: the kill lands mid-call
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
+    env.update({"BILLING_DATA_DIR": str(settings.data_dir),
+                "BILLING_DATABASE_URL": settings.database_url, "BILLING_BROKER_URL": "filesystem://",
+                "BILLING_FINKOK_ENVIRONMENT": finkok.url, "BILLING_CLAIM_LEASE_S": "3",
+                "BILLING_CANCEL_POLL_BASE_S": "0.2", "BILLING_FINKOK_READ_TIMEOUT_S": "10"})
+    script = shutil.which("billing", path=str(Path(sys.executable).parent))
+    assert script
+    log = tmp_path / "worker.log"
+
+    def spawn(name: str) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen([script, "worker", "-Q", "stamp,maintenance,intake", "-c", "1",
+                                     "-n", f"{name}@%h"], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    producer = create_app(settings)
+    first = spawn("first")
+    try:
+        ring_send(producer, cid)
+        deadline = time.monotonic() + 60
+        while (time.monotonic() < deadline
+               and not finkok.stats()["calls"].get("cancel.cancel_signature")):
+            time.sleep(0.1)
+        assert finkok.stats()["calls"].get("cancel.cancel_signature") == 1, log.read_text()[-3000:]
+        os.killpg(first.pid, signal.SIGKILL)  # the main process and its pool, mid-call
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    time.sleep(2.5)  # the sandbox finishes the request the dead worker sent
+    assert _row(sessions, cid).state == "sending"
+    finkok.configure(latency_ms=0)
+
+    second = spawn("second")
+    try:
+        time.sleep(3.5)  # the dead worker's lease (3 s) expires
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _row(sessions, cid).state != "cancelled":
+            producer.send_task(POLL_CANCELLATIONS_TASK)  # what the beat does
+            time.sleep(0.5)
+    finally:
+        os.killpg(second.pid, signal.SIGKILL)
+        second.wait(10)
+    assert _row(sessions, cid).state == "cancelled", log.read_text()[-3000:]
+    assert _sandbox_record(finkok, uuid).cancel_requests == 1  # exactly one at Finkok
+    assert finkok.stats()["calls"]["cancel.cancel_signature"] == 1  # never sent again
