@@ -38,6 +38,15 @@ def test_demo_runs_every_scenario_green(tmp_path: Path, monkeypatch: pytest.Monk
     assert all(p.read_bytes().startswith(b"%PDF-") for p in pdfs)
     for word in ("CFDI40143", "307", "pending", "fault", "hang", "normal"):  # every scenario ran
         assert word in res.stdout
+    # ... and one stamped invoice was cancelled at SAT, its acuse kept
+    assert "cancellation at SAT: DEMO-" in res.stdout and "motivo 02 -> cancelled" in res.stdout
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{data / 'billing.db'}")
+    with engine.connect() as conn:
+        state, acuse = conn.execute(text("SELECT state, length(acuse) FROM cancellations")).one()
+    engine.dispose()
+    assert state == "cancelled" and acuse > 0
 
 
 def _descendants(root: int) -> set[int]:

@@ -65,6 +65,7 @@ class DemoResult:
     double_stamped: int
     pdf_dir: Path
     problems: list[str]
+    cancellation: dict[str, Any] | None = None  # the one cancellation the demo makes at SAT
 
 
 def run_demo(count: int, data_dir: Path, *, timeout_s: float, progress: Any = None) -> DemoResult:
@@ -102,6 +103,7 @@ def running_demo(
             "BILLING_SWEEP_INTERVAL_S": "2",
             "BILLING_PENDING_POLL_INTERVAL_S": "1",
             "BILLING_CLAIM_LEASE_S": "30",
+            "BILLING_CANCEL_POLL_BASE_S": "0.5",
         },
     )
     started = time.monotonic()
@@ -126,6 +128,7 @@ def running_demo(
 
         wait_until(lambda: _settled(sessions, count), timeout_s, interval_s=0.5)
         seconds = time.monotonic() - started
+        cancellation = _cancel_one(sessions, settings, app, references, timeout_s=60)
         rows = _rows(sessions)
         for row in rows:
             row["scenario"] = references[row["reference"]]
@@ -136,11 +139,51 @@ def running_demo(
         problems = _check(rows, references, received)
         if finkok.get("double_stamped_documents"):
             problems.append(f"{finkok['double_stamped_documents']} documents stamped twice")
+        if cancellation is not None and cancellation["state"] != "cancelled":
+            problems.append(f"the cancellation of {cancellation['reference']} ended "
+                            f"{cancellation['state']}, expected cancelled")
         engine.dispose()
         yield DemoResult(not problems, rows, seconds, int(finkok.get("new_stamps", 0)),
-                         int(finkok.get("double_stamped_documents", 0)), pdf_dir, problems), stack
+                         int(finkok.get("double_stamped_documents", 0)), pdf_dir, problems,
+                         cancellation), stack
     finally:
         stack.stop()
+
+
+def _cancel_one(sessions: sessionmaker[Session], settings: Any, app: Any,
+                references: dict[str, Scenario], *, timeout_s: float) -> dict[str, Any] | None:
+    """Cancel the first normal stamped invoice at SAT (motivo 02) through the same door as
+    `billing cancel`, and wait until SAT's answer is final."""
+    from worker.cancellations.door import request_cancellation
+    from worker.cancellations.tasks import ring_send
+    from worker.db.models import Cancellation, Invoice
+
+    normal = [ref for ref, s in references.items() if s is NORMAL]
+    if not normal:
+        return None
+    reference = normal[0]
+    with sessions() as s:
+        invoice = s.scalars(select(Invoice).where(Invoice.reference == reference)).one()
+        if invoice.state != "stamped":
+            return None
+    out = request_cancellation(sessions, settings.cancel_csds, reference, motivo="02",
+                               substitute=None, reason="demo: an amount was wrong",
+                               actor="billing demo")
+    cid = out.cancellation_id
+    if cid is None:
+        return None
+    ring_send(app, cid)
+
+    def state_and_acuse() -> tuple[str, int]:
+        with sessions() as s:
+            row = s.get(Cancellation, cid)
+            return (row.state, len(row.acuse or b"")) if row is not None else ("missing", 0)
+
+    wait_until(lambda: state_and_acuse()[0] in ("cancelled", "cancel_rejected", "cancel_failed"),
+               timeout_s, interval_s=0.5)
+    state, acuse_bytes = state_and_acuse()
+    return {"reference": reference, "uuid": invoice.sat_uuid, "motivo": "02", "state": state,
+            "acuse_bytes": acuse_bytes}
 
 
 def _settled(sessions: sessionmaker[Session], count: int) -> bool:

@@ -143,6 +143,11 @@ def _print_result(count: int, result: DemoResult) -> None:
     for row in summary(result):
         table.add_row(*row)
     console.print(table)
+    if result.cancellation:
+        c = result.cancellation
+        console.print(f"cancellation at SAT: {c['reference']} (UUID {c['uuid']}) motivo "
+                      f"{c['motivo']} -> {c['state']}, acuse {c['acuse_bytes']} bytes kept",
+                      markup=False, soft_wrap=True)
     console.print(f"Finkok sandbox: {result.new_stamps} stamps issued, "
                   f"{result.double_stamped} documents stamped twice")
     console.print(f"PDFs SIF received: {result.pdf_dir}  ({len(list(result.pdf_dir.glob('*.pdf')))} files)")
