@@ -3,6 +3,7 @@ local Finkok: planned, confirmed, audited, rung; the acuse written byte for byte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -61,3 +62,11 @@ def test_cancel_plans_confirms_audits_and_show_writes_the_acuse(
     assert "cancellation: cancelled motivo 02" in res.stdout
     rec = finkok.simulator.ledger.find_uuid(uuid)
     assert rec is not None and out.read_bytes() == rec.cancel_acuse.encode("utf-8")
+    # `invoices list --cancel-state` finds it by its cancellation's state, and only then.
+    listed = runner.invoke(app, ["invoices", "list", "--cancel-state", "cancelled", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["id"] for r in json.loads(listed.stdout)["invoices"]] == [invoice_id]
+    none = runner.invoke(app, ["invoices", "list", "--cancel-state", "in_process", "--json"])
+    assert json.loads(none.stdout)["invoices"] == []
+    bad = runner.invoke(app, ["invoices", "list", "--cancel-state", "gone"])
+    assert bad.exit_code == 2 and "unknown state 'gone'" in bad.output

@@ -38,6 +38,7 @@ def list_(
     since: opt.Since = None,
     until: opt.Until = None,
     by: opt.By = "changed",
+    cancel_state: opt.CancelState = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Rows per page.")] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Rows to skip.")] = 0,
     as_json: opt.Json = False,
@@ -53,7 +54,7 @@ def list_(
     now = utcnow()
     flt = opt.invoice_filter(now=now, states=state, empresa=empresa, reference=reference,
                              emisor=emisor, receptor=receptor, code=code, since=since,
-                             until=until, by=by)
+                             until=until, by=by, cancel_states=cancel_state)
     with ctx.sessions() as session:
         rows = list_invoices(session, flt, limit=limit, offset=offset)
         total = count_invoices(session, flt)

@@ -22,6 +22,10 @@ Reference = Annotated[str | None, typer.Option(
     "--reference", help="BDC payment reference.", show_default=False)]
 Emisor = Annotated[str | None, typer.Option("--emisor", help="Emisor RFC.", show_default=False)]
 Receptor = Annotated[str | None, typer.Option("--receptor", help="Receptor RFC.", show_default=False)]
+CancelState = Annotated[list[str] | None, typer.Option(
+    "--cancel-state", show_default=False,
+    help="The invoice's cancellation at SAT is in this state (repeatable): requested, "
+         "sending, in_process, cancelled, cancel_rejected, cancel_failed.")]
 Code = Annotated[str | None, typer.Option(
     "--code", help="An error code in the invoice's errors (708, CFDI40143, 302, timeout...).",
     show_default=False)]
@@ -39,7 +43,7 @@ Json = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
 def invoice_filter(
     *, now: datetime, states: list[str] | None, empresa: str | None, reference: str | None,
     emisor: str | None, receptor: str | None, code: str | None, since: str | None,
-    until: str | None, by: str,
+    until: str | None, by: str, cancel_states: list[str] | None = None,
 ) -> InvoiceFilter:
     from worker.ops.filters import FilterError, InvoiceFilter
 
@@ -47,6 +51,7 @@ def invoice_filter(
         return InvoiceFilter.parse(
             states=states, empresa=empresa, reference=reference, emisor=emisor,
             receptor=receptor, code=code, since=since, until=until, by=by, now=now,
+            cancel_states=cancel_states,
         )
     except FilterError as exc:
         fail(str(exc), code=2)

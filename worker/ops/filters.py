@@ -23,8 +23,8 @@ from sqlalchemy import (
     select,
 )
 
-from worker.db.models import Invoice, Notification
-from worker.db.states import InvoiceState, NotificationState
+from worker.db.models import Cancellation, Invoice, Notification
+from worker.db.states import CancellationState, InvoiceState, NotificationState
 
 TimeField = Literal["changed", "created"]
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
@@ -63,7 +63,10 @@ def parse_duration_s(text: str) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2).lower()]
 
 
-def _check_states(states: tuple[str, ...], allowed: type[InvoiceState] | type[NotificationState]) -> None:
+def _check_states(
+    states: tuple[str, ...],
+    allowed: type[InvoiceState] | type[NotificationState] | type[CancellationState],
+) -> None:
     known = {str(s) for s in allowed}
     for state in states:
         if state not in known:
@@ -83,16 +86,19 @@ class InvoiceFilter:
     since: datetime | None = None
     until: datetime | None = None
     by: TimeField = "changed"  # since/until and the order apply to this time
+    cancel_states: tuple[str, ...] = ()  # the invoice's cancellation at SAT is in one of these
 
     def __post_init__(self) -> None:
         _check_states(self.states, InvoiceState)
+        _check_states(self.cancel_states, CancellationState)
         if self.by not in ("changed", "created"):
             raise FilterError(f"--by {self.by!r}: expected changed or created")
 
     @property
     def empty(self) -> bool:
         return not (self.states or self.empresa or self.reference or self.emisor_rfc
-                    or self.receptor_rfc or self.code or self.since or self.until)
+                    or self.receptor_rfc or self.code or self.since or self.until
+                    or self.cancel_states)
 
     @classmethod
     def parse(
@@ -108,6 +114,7 @@ class InvoiceFilter:
         until: str | None = None,
         by: str = "changed",
         now: datetime,
+        cancel_states: list[str] | None = None,
     ) -> InvoiceFilter:
         """From command-line strings (RFCs upper-cased, times parsed against ``now``)."""
         return cls(
@@ -120,6 +127,7 @@ class InvoiceFilter:
             since=parse_when(since, now) if since else None,
             until=parse_when(until, now) if until else None,
             by=by,  # type: ignore[arg-type]
+            cancel_states=tuple(s.strip().lower() for s in cancel_states or ()),
         )
 
 
@@ -158,6 +166,9 @@ def apply_invoice_filter(stmt: SelectT, flt: InvoiceFilter, dialect: str) -> Sel
         stmt = stmt.where(Invoice.receptor_rfc == flt.receptor_rfc)
     if flt.code:
         stmt = stmt.where(has_error_code(flt.code, dialect))
+    if flt.cancel_states:
+        stmt = stmt.where(exists(select(1).where(Cancellation.invoice_id == Invoice.id,
+                                                 Cancellation.state.in_(flt.cancel_states))))
     column = invoice_time_column(flt.by)
     if flt.since:
         stmt = stmt.where(column >= flt.since)
