@@ -555,19 +555,13 @@ def _fault_and_settle(
         chaos.at_fault_stop = _progress(sessions)
         say(f"faults stopped after {stopped - t0:.1f} s ({len(chaos.kills)} kills); settling")
         say(f"  {chaos.at_fault_stop}")
-        settled = False
-        deadline = stopped + opts.settle_timeout_s
-        last_note = stopped
-        while time.monotonic() < deadline:
+
+        def each_round() -> str:
             _restart_dead(stack, opts.workers, chaos)
             chaos.max_waiting = max(chaos.max_waiting, broker.waiting())
-            if _settled(sessions, len(planned)):
-                settled = True
-                break
-            if time.monotonic() - last_note > 15:
-                last_note = time.monotonic()
-                say(f"  {_progress(sessions)}; {broker.waiting()} messages in the broker")
-            time.sleep(0.5)
+            return f"; {broker.waiting()} messages in the broker"
+
+        settled = wait_settled(sessions, len(planned), opts.settle_timeout_s, say, each_round)
         return chaos, time.monotonic() - stopped, settled
     finally:
         engine.dispose()
@@ -636,6 +630,23 @@ def _enqueue(sessions: Any, app: Any, planned: list[Planned], window_s: float, c
             else:
                 chaos.intake[f"refused ({getattr(result, 'reason', 'conflict')})"] += 1
         chaos.enqueued += len(chunk)
+
+
+def wait_settled(sessions: Any, count: int, timeout_s: float, say: Callable[[str], None],
+                 each_round: Callable[[], str] = lambda: "") -> bool:
+    """Poll until every invoice is final and SIF holds each outcome (or the timeout);
+    ``each_round`` runs every round and adds to the progress line said every 15 s."""
+    deadline = time.monotonic() + timeout_s
+    last_note = time.monotonic()
+    while time.monotonic() < deadline:
+        extra = each_round()
+        if _settled(sessions, count):
+            return True
+        if time.monotonic() - last_note > 15:
+            last_note = time.monotonic()
+            say(f"  {_progress(sessions)}{extra}")
+        time.sleep(0.5)
+    return False
 
 
 def _settled(sessions: Any, count: int) -> bool:

@@ -43,10 +43,10 @@ from bench.chaos import (
     _enqueue,
     _mask,
     _progress,
-    _settled,
     _wait_ready,
     open_backends,
     plan_invoices,
+    wait_settled,
 )
 from worker.stack import LocalStack
 
@@ -184,16 +184,7 @@ def _phases_and_settle(stack: LocalStack, opts: ChaosOptions, planned: list[Any]
         stopped = time.monotonic()
         chaos.at_fault_stop = _progress(sessions)
         say(f"faults stopped; settling ({chaos.at_fault_stop})")
-        settled = False
-        last_note = stopped
-        while time.monotonic() < stopped + opts.settle_timeout_s:
-            if _settled(sessions, len(planned)):
-                settled = True
-                break
-            if time.monotonic() - last_note > 15:
-                last_note = time.monotonic()
-                say(f"  {_progress(sessions)}")
-            time.sleep(0.5)
+        settled = wait_settled(sessions, len(planned), opts.settle_timeout_s, say)
         return chaos, watch, time.monotonic() - stopped, settled
     finally:
         engine.dispose()

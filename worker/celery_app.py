@@ -191,6 +191,16 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+def connect_once(app: Celery, timeout_s: float) -> None:
+    """Open one broker connection with short timeouts and no retries; raise if it fails
+    (readiness checks: `billing health`, the API's /readyz)."""
+    short = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    options = {**(app.conf.broker_transport_options or {}), **short}
+    with app.connection_for_write(connect_timeout=timeout_s, transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                               timeout=timeout_s)  # type: ignore[arg-type]  # float seconds
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     broker_url = settings.broker_url

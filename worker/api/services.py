@@ -55,15 +55,9 @@ class Services(Resources):
             conn.execute(text("SELECT 1"))
 
     def check_broker(self) -> None:
-        short = {"socket_connect_timeout": READY_TIMEOUT_S - 1, "socket_timeout": READY_TIMEOUT_S - 1}
-        options = {**(self.celery.conf.broker_transport_options or {}), **short}
-        with self.celery.connection_for_write(
-            connect_timeout=READY_TIMEOUT_S - 1, transport_options=options
-        ) as conn:
-            conn.ensure_connection(
-                max_retries=1, interval_start=0, interval_step=0,
-                timeout=READY_TIMEOUT_S - 1,  # type: ignore[arg-type]  # kombu takes float seconds
-            )
+        from worker.celery_app import connect_once
+
+        connect_once(self.celery, READY_TIMEOUT_S - 1)
 
     async def readiness(self) -> dict[str, str]:
         """"ok" or "down (<error type>)" per dependency, each bounded by READY_TIMEOUT_S."""

@@ -321,14 +321,20 @@ def _audit(ctx: Context, operation: str, rfc: str, params: dict[str, Any], reaso
 TypeUser = Annotated[str, typer.Option("--type", help="O: on demand, P: prepaid.")]
 
 
+def _user_type(value: str) -> tuple[str, str]:
+    """--type as Finkok's code and its name; a one-line error (exit 2) otherwise."""
+    t = value.upper()
+    if t not in ("O", "P"):
+        _fail("--type is O (on demand) or P (prepaid)", code=2)
+    return t, "on demand" if t == "O" else "prepaid"
+
+
 @app.command("add")
 def add(rfc: Rfc, type_user: TypeUser = "O", reason: opt.Reason = "", dry_run: opt.DryRun = False,
         yes: opt.Yes = False, as_json: opt.Json = False) -> None:
     """Register a customer RFC under this integrator account (audited)."""
-    t = type_user.upper()
-    if t not in ("O", "P"):
-        _fail("--type is O (on demand) or P (prepaid)", code=2)
-    _write("add", rfc, f"add customer {rfc.upper()} ({'on demand' if t == 'O' else 'prepaid'})",
+    t, label = _user_type(type_user)
+    _write("add", rfc, f"add customer {rfc.upper()} ({label})",
            {"type_user": t}, lambda c: c.registration_add(rfc.upper(), type_user=t),
            reason=reason, dry_run=dry_run, yes=yes, as_json=as_json)
 
@@ -364,9 +370,7 @@ def switch(rfc: Rfc, type_user: Annotated[str, typer.Option(
         reason: opt.Reason = "", dry_run: opt.DryRun = False, yes: opt.Yes = False,
         as_json: opt.Json = False) -> None:
     """Switch a customer RFC between on-demand and prepaid (audited)."""
-    t = type_user.upper()
-    if t not in ("O", "P"):
-        _fail("--type is O (on demand) or P (prepaid)", code=2)
-    _write("switch", rfc, f"switch {rfc.upper()} to {'on demand' if t == 'O' else 'prepaid'}",
+    t, label = _user_type(type_user)
+    _write("switch", rfc, f"switch {rfc.upper()} to {label}",
            {"type_user": t}, lambda c: c.registration_switch(rfc.upper(), t),
            reason=reason, dry_run=dry_run, yes=yes, as_json=as_json)

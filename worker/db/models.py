@@ -48,6 +48,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(now: datetime | None) -> datetime:
+    """``now`` in UTC (the current time when None); a naive datetime is refused."""
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

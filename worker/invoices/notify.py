@@ -18,7 +18,7 @@ import hashlib
 import logging
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, not_, or_, select
@@ -28,7 +28,7 @@ from structlog.contextvars import bind_contextvars
 from worker import doorbell
 from worker.db import breakers
 from worker.db.lifecycle import claim_notification, move, settle_edge
-from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, utcnow
+from worker.db.models import AuditLog, DeliveryAttempt, Invoice, Notification, as_utc, utcnow
 from worker.db.session import session_factory
 from worker.db.states import NOTIFICATION_EDGES, NotificationState
 from worker.doorbell import Ring
@@ -104,14 +104,6 @@ def _factory(source: SessionSource) -> sessionmaker[Session]:
     return session_factory(source) if isinstance(source, Engine) else source
 
 
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return utcnow()
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC)
-
-
 def deliver(
     source: SessionSource,
     notification_id: str,
@@ -129,7 +121,7 @@ def deliver(
     the PUT propagates and leaves the row ``sending``: its lease expiry recovers it.
     """
     clock_fixed = now is not None
-    now = _utc(now)
+    now = as_utc(now)
     rng = rng or random.Random()
     factory = _factory(source)
 

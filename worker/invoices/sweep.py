@@ -11,14 +11,14 @@ on every sweep (found by the chaos run: 13,000 stale doorbells).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker import doorbell
 from worker.db.lifecycle import due_where
-from worker.db.models import Invoice, Notification
+from worker.db.models import Invoice, Notification, as_utc
 from worker.db.states import INVOICE_CLAIM, NOTIFICATION_CLAIM, InvoiceState
 from worker.doorbell import Ring
 
@@ -59,9 +59,7 @@ def due_notifications(
 ) -> list[str]:
     """Notifications a worker's claim would take at ``now`` (queued/retry_wait due, or
     sending whose lease expired: the worker died between claim and settle)."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    now = now.astimezone(UTC)
+    now = as_utc(now)
     stmt = (
         select(Notification.id)
         .where(due_where(Notification, NOTIFICATION_CLAIM, now))

@@ -115,14 +115,11 @@ def check_database(settings: Settings, engine: Engine) -> Check:
 
 
 def check_broker(settings: Settings, celery: Any, timeout_s: float) -> Check:
+    from worker.celery_app import connect_once
+
     where = mask_url_password(settings.broker_url)
-    short = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
-    options = {**(celery.conf.broker_transport_options or {}), **short}
     try:
-        with celery.connection_for_write(connect_timeout=timeout_s,
-                                         transport_options=options) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
-                                   timeout=timeout_s)
+        connect_once(celery, timeout_s)
     except Exception as exc:
         return Check("broker", False, f"{where} not reachable ({_first_line(exc)})",
                      "BILLING_BROKER_URL")

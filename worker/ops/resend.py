@@ -7,28 +7,20 @@ time also restarts the row's transient-failure budget (``notify._transient_failu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.db import breakers
 from worker.db.lifecycle import move
-from worker.db.models import AuditLog, Notification, utcnow
+from worker.db.models import AuditLog, Notification, as_utc
 from worker.db.states import NOTIFICATION_EDGES, NotificationState
 from worker.invoices.notify import RESEND_ACTION
 
 
 class ResendError(ValueError):
     """The notification (or invoice) cannot be resent now."""
-
-
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return utcnow()
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC)
 
 
 def _resolve(session: Session, target_id: str) -> Notification:
@@ -60,7 +52,7 @@ def enqueue_resend(
     ``target_id`` is a notification id or an invoice id (its latest notification). The
     caller commits (and then rings the doorbell). Returns the notification id.
     """
-    now = _utc(now)
+    now = as_utc(now)
     if not actor.strip() or not reason.strip():
         raise ResendError("a resend needs an actor and a reason")
     notification = _resolve(session, target_id)
