@@ -212,6 +212,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         # (a host name only to quiet kombu; this transport ignores it)
         broker_url = f"{broker_fs.ALIAS}://localhost/"
     app = BillingCelery("billing", set_as_current=False)
+    if broker_url.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport with one publishing client per channel (worker/broker_redis.py)
+        from worker.broker_redis import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT
     app.conf.update(
         broker_url=broker_url,
         broker_transport_options=broker_transport_options(settings),
