@@ -8,13 +8,41 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from worker.db.models import Invoice, Notification
+from typing import Any, Protocol
 
 EN_DASH = "\u2013"
 FISCAL_DATA_KIND = "fiscal_data"
 DATOS_FISCALES_KEYS = ("rfc", "usoCfdi", "regimenFiscal", "codigoPostal")
+
+
+class InvoiceFields(Protocol):
+    """What a body needs from the invoice (an ``Invoice`` row, or the notifier's read)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reference(self) -> str: ...
+    @property
+    def pedidoga(self) -> str | None: ...
+    @property
+    def sat_uuid(self) -> str | None: ...
+    @property
+    def stamped_xml(self) -> bytes | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def error_kind(self) -> str | None: ...
+    @property
+    def errors(self) -> list[dict[str, str]] | None: ...
+
+
+class NotificationFields(Protocol):
+    """What a body needs from the outbox row."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
 
 
 class PayloadError(ValueError):
@@ -100,7 +128,7 @@ def build_nok(
     return body
 
 
-def _nok_errors(invoice: Invoice) -> list[dict[str, Any]]:
+def _nok_errors(invoice: InvoiceFields) -> list[dict[str, Any]]:
     """The invoice's recorded errors; a failed invoice without any still needs a reason."""
     if invoice.errors:
         return [dict(e) for e in invoice.errors]
@@ -114,7 +142,8 @@ def _nok_errors(invoice: Invoice) -> list[dict[str, Any]]:
     ]
 
 
-def body_for(invoice: Invoice, notification: Notification, *, type_: str = "S") -> dict[str, Any]:
+def body_for(invoice: InvoiceFields, notification: NotificationFields, *,
+             type_: str = "S") -> dict[str, Any]:
     """The body for one outbox row, built from the database rows alone."""
     if notification.status == "OK":
         if not invoice.stamped_xml or not invoice.sat_uuid:
