@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # Per-empresaRefId overrides: {"<empresaRefId>": {"base_url": ..., "secret": ..., "generator_id": ...}}
     # (repr=False: these hold secrets; `masked()` shows them with the secret masked)
     sif_overrides: dict[str, dict[str, str]] = Field(default_factory=dict, repr=False)
+    # The stamping process makes the first SIF delivery attempt itself, in a thread, right
+    # after its commit (worker/invoices/first_delivery.py); false: always the notify task.
+    sif_first_delivery: bool = True
     notify_max_attempts: int = Field(10, ge=1)
     notify_backoff_base_s: float = Field(5.0, gt=0)
     notify_backoff_max_s: float = Field(900.0, gt=0)

@@ -18,7 +18,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from celery import Celery, Task, shared_task
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from worker import doorbell
 from worker.cancellations import (
@@ -36,7 +36,11 @@ from worker.celery_app import (
 )
 from worker.db.models import utcnow
 from worker.db.session import pinned_sessions
-from worker.invoices import intake_task  # noqa: F401  (billing.submit_invoice, the producers' task)
+from worker.invoices import (
+    first_delivery,
+    intake_task,  # noqa: F401  (billing.submit_invoice, the producers' task)
+)
+from worker.invoices.first_delivery import FirstDelivery
 from worker.resources import Resources
 from worker.settings import Settings, get_settings
 
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 SWEEP_GRACE_S = 10.0
 
 _RESOURCES: WeakKeyDictionary[Celery, Resources] = WeakKeyDictionary()
+_FIRST_DELIVERY: WeakKeyDictionary[Celery, FirstDelivery] = WeakKeyDictionary()
 
 
 def resources(app: Celery) -> Resources:
@@ -64,7 +69,8 @@ def stamp_invoice(self: Task[Any, Any], invoice_id: str) -> str:
     with pinned_sessions(r.engine) as sessions:
         outcome = run(sessions, r.finkok, r.settings, invoice_id,
                       owner=owner_name(self.request.id))
-    doorbell.ring_all(self.app, outcome.follow_ups)
+    first = _FIRST_DELIVERY.get(self.app)  # SIF's first attempt in this process's thread
+    doorbell.ring_all(self.app, first.take(outcome.follow_ups) if first else outcome.follow_ups)
     return outcome.summary
 
 
@@ -168,6 +174,14 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         dispose_engines()
         _RESOURCES[app] = Resources(settings)
         _RESOURCES[app].warm()
+        if settings.sif_first_delivery:
+            _FIRST_DELIVERY[app] = first_delivery.for_worker(app, _RESOURCES[app])
+
+    @worker_process_shutdown.connect(weak=False)
+    def _before_exit(**_: object) -> None:
+        first = _FIRST_DELIVERY.pop(app, None)
+        if first is not None:
+            first.close()
 
     app.conf.beat_schedule = {
         "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s,
