@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import doorbell
@@ -43,15 +43,18 @@ class PollOutcome:
         return tuple(doorbell.notify(n) for n in self.notification_ids)
 
 
+# Built once, executed with bind parameters (issue 15).
+_DUE_PENDING = (
+    select(Invoice.id)
+    .where(due_where(Invoice, SAT_POLL, bindparam("now")))
+    .order_by(Invoice.next_attempt_at)
+    .limit(bindparam("limit"))
+)
+
+
 def due_pending(session: Session, now: datetime, limit: int = 100) -> list[str]:
-    return list(
-        session.scalars(
-            select(Invoice.id)
-            .where(due_where(Invoice, SAT_POLL, now))
-            .order_by(Invoice.next_attempt_at)
-            .limit(limit)
-        )
-    )
+    """Pending stamps whose next poll is due at ``now``, the longest-waiting first."""
+    return list(session.scalars(_DUE_PENDING, {"now": now, "limit": limit}))
 
 
 def poll_one(

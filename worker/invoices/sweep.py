@@ -11,9 +11,9 @@ on every sweep (found by the chaos run: 13,000 stale doorbells).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker import doorbell
@@ -34,41 +34,52 @@ class Due:
                 *(doorbell.notify(n, expires=expires) for n in self.notifications))
 
 
+def _rung_before(model: type[Invoice] | type[Notification]) -> ColumnElement[bool]:
+    """Not rung since the ``rung_before`` bind parameter (never rung counts)."""
+    return or_(model.rung_at.is_(None), model.rung_at <= bindparam("rung_before"))
+
+
+# Built once, executed with bind parameters (issue 15): ``now``, ``received_before`` (the
+# grace: intake rang younger received rows itself), ``rung_before`` and ``limit``.
+_DUE_INVOICES = (
+    select(Invoice.id)
+    .where(due_where(Invoice, INVOICE_CLAIM, bindparam("now")),
+           not_(and_(Invoice.state == InvoiceState.RECEIVED,
+                     Invoice.next_attempt_at > bindparam("received_before"))),
+           _rung_before(Invoice))
+    .order_by(Invoice.next_attempt_at)
+    .limit(bindparam("limit"))
+)
+_DUE_NOTIFICATIONS = (
+    select(Notification.id)
+    .where(due_where(Notification, NOTIFICATION_CLAIM, bindparam("now")),
+           _rung_before(Notification))
+    .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
+    .limit(bindparam("limit"))
+)
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)  # "rung before the end of time": any row
+
+
 def due_invoices(
     session: Session, now: datetime, *, grace_s: float, limit: int = 500,
-    where: ColumnElement[bool] | None = None,
+    rung_before: datetime = _NEVER,
 ) -> list[str]:
     """Invoices a worker's claim would take now (``due_where`` over the claim edges: due
     received/retry_wait rows, stamping rows whose lease expired), except received rows
-    younger than the grace (intake rang those itself); ``where`` narrows them."""
-    just_received = and_(Invoice.state == InvoiceState.RECEIVED,
-                         Invoice.next_attempt_at > now - timedelta(seconds=grace_s))
-    stmt = (
-        select(Invoice.id)
-        .where(due_where(Invoice, INVOICE_CLAIM, now), not_(just_received))
-        .order_by(Invoice.next_attempt_at)
-        .limit(limit)
-    )
-    if where is not None:
-        stmt = stmt.where(where)
-    return list(session.scalars(stmt))
+    younger than the grace (intake rang those itself) and rows rung after ``rung_before``."""
+    return list(session.scalars(_DUE_INVOICES, {
+        "now": now, "received_before": now - timedelta(seconds=grace_s),
+        "rung_before": rung_before, "limit": limit}))
 
 
 def due_notifications(
-    session: Session, now: datetime, limit: int = 100, *, where: ColumnElement[bool] | None = None
+    session: Session, now: datetime, limit: int = 100, *, rung_before: datetime = _NEVER,
 ) -> list[str]:
     """Notifications a worker's claim would take at ``now`` (queued/retry_wait due, or
-    sending whose lease expired: the worker died between claim and settle)."""
-    now = as_utc(now)
-    stmt = (
-        select(Notification.id)
-        .where(due_where(Notification, NOTIFICATION_CLAIM, now))
-        .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
-        .limit(limit)
-    )
-    if where is not None:
-        stmt = stmt.where(where)
-    return list(session.scalars(stmt))
+    sending whose lease expired: the worker died between claim and settle), except those
+    rung after ``rung_before``."""
+    return list(session.scalars(_DUE_NOTIFICATIONS, {"now": as_utc(now), "rung_before": rung_before,
+                                       "limit": limit}))
 
 
 def ring_due(
@@ -77,20 +88,13 @@ def ring_due(
     """The due rows not rung within ``rering_after_s``, marked as rung now (the caller
     commits, then publishes)."""
     cutoff = now - timedelta(seconds=rering_after_s)
-    invoices = due_invoices(session, now, grace_s=grace_s, limit=limit,
-                            where=_not_rung(Invoice, cutoff))
+    invoices = due_invoices(session, now, grace_s=grace_s, limit=limit, rung_before=cutoff)
     # The grace keeps the sweeper from doubling the doorbell a task has just rung.
     notifications = due_notifications(session, now - timedelta(seconds=grace_s), limit,
-                                      where=_not_rung(Notification, cutoff))
+                                      rung_before=cutoff)
     _mark_rung(session, Invoice, invoices, now)
     _mark_rung(session, Notification, notifications, now)
     return Due(invoices, notifications)
-
-
-def _not_rung(
-    model: type[Invoice] | type[Notification], cutoff: datetime
-) -> ColumnElement[bool]:
-    return or_(model.rung_at.is_(None), model.rung_at <= cutoff)
 
 
 def _mark_rung(
