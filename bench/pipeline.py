@@ -351,11 +351,15 @@ def print_memory(run: PipelineRun) -> None:
     console.print(table)
     start, end = run.memory[-2], run.memory[-1]
     gone = start.children() - end.children()
+    per_group = ", ".join(
+        f"{sum(start.processes[k][0] == g for k in gone)} of {group_size} {g}"
+        for g in ("stamp children", "notify children")
+        if (group_size := sum(start.processes[k][0] == g for k in start.children())))
     console.print(f"pool children are recycled after {run.max_tasks_per_child} tasks "
                   "(worker_max_tasks_per_child, worker/celery_app.py; LocalStack passes no "
                   f"--max-tasks-per-child): {len(gone)} of the {len(start.children())} children "
-                  f"present {start.label} were replaced by the end (a replaced child's growth "
-                  "is not in the end sample)")
+                  f"present {start.label} were replaced by the end ({per_group}; a replaced "
+                  "child's growth is not in the end sample)")
 
 
 def main() -> None:
