@@ -6,6 +6,12 @@ so a Celery worker's pool children share its process group), the PostgreSQL back
 serving one database, the Redis server and this process. A process that exits between two
 samples loses at most its last second; one that appears later counts from zero. The
 sampler's own CPU is subtracted from this process's figure.
+
+``cpu_seconds(pid)`` reads one process's ``utime + stime`` (the floor's server shares,
+``bench.floor``); ``memory_kb(pid)`` its resident set: VmRSS from ``/proc/<pid>/status``
+(shared pages counted in every process that maps them) and Pss from
+``/proc/<pid>/smaps_rollup`` (each shared page split among its sharers, so a sum over a
+prefork pool counts the pages its children share with their parent once).
 """
 
 from __future__ import annotations
@@ -30,6 +36,50 @@ def _stat(pid: int) -> tuple[int, int, float] | None:
         return None
     rest = text[text.rindex(")") + 2:].split()
     return int(rest[2]), int(rest[19]), (int(rest[11]) + int(rest[12])) * TICK_S
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """``utime + stime`` of one process so far (all its threads); None when it is gone."""
+    stat = _stat(pid)
+    return stat[2] if stat is not None else None
+
+
+def process_key(pid: int) -> Key | None:
+    """(pid, start time): one process, even after its pid is reused."""
+    stat = _stat(pid)
+    return (pid, stat[1]) if stat is not None else None
+
+
+def process_group(pgid: int) -> list[int]:
+    """Every live process of one process group (a LocalStack child and its pool)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None \
+                and stat[0] == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+def memory_kb(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, Pss) in kB of one process; None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    values = {}
+    for text, field in ((status, "VmRSS:"), (rollup, "Pss:")):
+        line = next((ln for ln in text.splitlines() if ln.startswith(field)), None)
+        if line is None:
+            return None  # a zombie or a kernel thread: no memory of its own
+        values[field] = int(line.split()[1])
+    return values["VmRSS:"], values["Pss:"]
+
+
+def find_pids(match: Callable[[str], bool]) -> list[int]:
+    """The processes whose command line (NULs as spaces) ``match`` accepts."""
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()
+            and match(_cmdline(int(e.name)))]
 
 
 def _cmdline(pid: int) -> str:
