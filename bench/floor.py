@@ -22,7 +22,7 @@ b. **SQL**: the statements one invoice costs in the pipeline, copied from what t
    ``--batch``, as ``submit_many``); the stamp claim UPDATE .. RETURNING and the breaker
    SELECT; the settle: stamp attempt INSERT, two breaker UPDATEs (close, reset failures),
    the fenced UPDATE to ``stamped`` (NOT EXISTS another holder of the UUID), the outbox
-   INSERT; the notification claim UPDATE, the notification and invoice SELECTs, the
+   INSERT; the notification claim UPDATE, the SELECT of the claimed row with its invoice, the
    breaker SELECT; the delivery attempt INSERT, two breaker UPDATEs, the settle UPDATE.
    Left out: the pool's pre-ping (``;``) at each task's connection checkout, the
    producer's and beat's periodic queries. Server: the PostgreSQL backend (none on SQLite).
@@ -388,23 +388,15 @@ NOTIFY_CLAIM = (
     "notifications.id = :nid AND (notifications.state IN (:queued, :retry_wait) AND "
     "(notifications.next_attempt_at IS NULL OR notifications.next_attempt_at <= :now) OR "
     "notifications.state IN (:sending) AND notifications.lease_expires_at < :now)")
-NOTIFICATION = (
-    "SELECT notifications.id, notifications.invoice_id, notifications.status, "
-    "notifications.state, notifications.state_changed_at, notifications.next_attempt_at, "
-    "notifications.attempts, notifications.lease_owner, notifications.lease_expires_at, "
-    "notifications.first_404_at, notifications.rung_at, notifications.hold_key, "
-    "notifications.last_status_code, notifications.result, notifications.delivered_at, "
-    "notifications.created_at FROM notifications WHERE notifications.id = :nid")
-INVOICE = (
-    "SELECT invoices.id, invoices.empresa_ref_id, invoices.reference, invoices.pedidoga, "
-    "invoices.xml, invoices.xml_sha256, invoices.xml_version, invoices.emisor_rfc, "
-    "invoices.receptor_rfc, invoices.total, invoices.state, invoices.state_changed_at, "
-    "invoices.next_attempt_at, invoices.attempts, invoices.must_check_stamped, "
-    "invoices.lease_owner, invoices.lease_expires_at, invoices.rung_at, invoices.hold_key, "
-    "invoices.stamp_deadline_at, invoices.sat_uuid, invoices.stamped_xml, "
-    "invoices.fecha_timbrado, invoices.no_certificado_sat, invoices.sat_status, "
-    "invoices.stamped_at, invoices.error_kind, invoices.errors, invoices.created_at, "
-    "invoices.updated_at FROM invoices WHERE invoices.id = :row_id")
+# The notifier's one read of the claimed row with its invoice (worker/invoices/notify.py).
+CLAIMED = (
+    "SELECT notifications.id, notifications.status, notifications.attempts, "
+    "notifications.first_404_at, invoices.id AS invoice_id, invoices.reference AS "
+    "invoice_reference, invoices.empresa_ref_id AS invoice_empresa_ref_id, invoices.pedidoga AS "
+    "invoice_pedidoga, invoices.sat_uuid AS invoice_sat_uuid, invoices.stamped_xml AS "
+    "invoice_stamped_xml, invoices.state AS invoice_state, invoices.error_kind AS "
+    "invoice_error_kind, invoices.errors AS invoice_errors FROM notifications JOIN invoices ON "
+    "invoices.id = notifications.invoice_id WHERE notifications.id = :nid")
 DELIVERY = (
     "INSERT INTO delivery_attempts (notification_id, started_at, duration_ms, status_code, "
     "error, response_body, worker) VALUES (:nid, :now, :duration_ms, :status, :none, :empty, "
@@ -557,8 +549,7 @@ def sql_piece(url: str, rows: Sequence[dict[str, Any]], results: Sequence[StampR
             p.update(now=now, lease_until=now + timedelta(seconds=settings.claim_lease_s))
             with raw.transaction():  # the notification claim and its reads
                 raw.rows(NOTIFY_CLAIM, p)
-                raw.rows(NOTIFICATION, p)
-                raw.rows(INVOICE, p)
+                raw.rows(CLAIMED, p)
                 raw.rows(BREAKERS_1, {**p, "k1": sif_key})
             p.update(now=datetime.now(UTC), duration_ms=5)
             with raw.transaction():  # the delivery attempt and the settle

@@ -207,7 +207,8 @@ def run_pipeline(xmls: list[bytes], args: argparse.Namespace, data_dir: Path) ->
         concurrency=args.concurrency,
         notify_concurrency=args.notify_concurrency,
         finkok_config={"latency_ms": args.latency_ms},
-        settings_env={"BILLING_DATABASE_POOL_SIZE": "2", "BILLING_SWEEP_INTERVAL_S": "5"},
+        settings_env={"BILLING_DATABASE_POOL_SIZE": "2", "BILLING_SWEEP_INTERVAL_S": "5",
+                      "BILLING_SIF_FIRST_DELIVERY": "false" if args.no_first_delivery else "true"},
     )
     label = ("PostgreSQL + RabbitMQ" if vhost else "PostgreSQL + Redis") if backend \
         else "SQLite + filesystem broker"
@@ -387,6 +388,9 @@ def main() -> None:
                         help="the servers' broker (default redis)")
     parser.add_argument("--rabbitmq-url", default=os.environ.get(
         "BILLING_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument("--no-first-delivery", action="store_true",
+                        help="every SIF delivery through the notify task (the baseline for "
+                        "worker/invoices/first_delivery.py)")
     parser.add_argument("--rss-warmup", type=int, default=200,
                         help="the workers' start memory is sampled once this many invoices "
                         "are delivered (at most a third of --count)")
