@@ -212,18 +212,18 @@ def judge_cancel(result: CancelResult, uuid: str, emisor_rfc: str) -> Verdict:
 
 
 def judge_failure(exc: FinkokError, *, ambiguous: bool | None = None) -> Again | Hold:
-    """A call that got no Finkok answer. A proxy or a wrong URL (HTTP 401/404) is ours:
-    hold on the account breaker. Anything else is the service's (an outage): ambiguous
-    unless the request never left, or as ``ambiguous`` says (a failed lookup teaches
-    nothing, so the row stays as unsure as it was)."""
+    """A call that got no Finkok answer. A proxy or a wrong URL (HTTP 401/404: Finkok never
+    saw it) is ours: hold on the account breaker. Anything else is the service's (an
+    outage): ambiguous unless the request never left. ``ambiguous`` overrides that (a
+    failed lookup teaches nothing: the row stays as unsure as it was)."""
     label = type(exc).__name__.removeprefix("Finkok").lower()
     errors = [_error(label, str(exc), str(exc.kind))]
-    unsure = ambiguous if ambiguous is not None else not isinstance(exc, FinkokNotSent)
-    if scope_of_failure(exc) is Scope.ACCOUNT:
+    if scope_of_failure(exc) is Scope.ACCOUNT:  # answered by something that is not Finkok
         status = getattr(exc, "status", None)
         cause = f"Finkok's URL answers HTTP {status}, not SOAP (check BILLING_FINKOK_ENVIRONMENT)"
         return Hold(breakers.ACCOUNT_KEY, f"http_{status}", cause, errors, opens=True,
-                    ambiguous=unsure)
+                    ambiguous=bool(ambiguous))
+    unsure = ambiguous if ambiguous is not None else not isinstance(exc, FinkokNotSent)
     return Again(unsure, errors, outage=True)
 
 
