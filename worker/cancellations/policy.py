@@ -217,14 +217,14 @@ def judge_failure(exc: FinkokError, *, ambiguous: bool | None = None) -> Again |
     outage): ambiguous unless the request never left. ``ambiguous`` overrides that (a
     failed lookup teaches nothing: the row stays as unsure as it was)."""
     label = type(exc).__name__.removeprefix("Finkok").lower()
-    errors = [_error(label, str(exc), str(exc.kind))]
     if scope_of_failure(exc) is Scope.ACCOUNT:  # answered by something that is not Finkok
         status = getattr(exc, "status", None)
         cause = f"Finkok's URL answers HTTP {status}, not SOAP (check BILLING_FINKOK_ENVIRONMENT)"
-        return Hold(breakers.ACCOUNT_KEY, f"http_{status}", cause, errors, opens=True,
+        return Hold(breakers.ACCOUNT_KEY, f"http_{status}", cause,
+                    [_error(label, f"{cause}: {exc}", "held")], opens=True,
                     ambiguous=bool(ambiguous))
     unsure = ambiguous if ambiguous is not None else not isinstance(exc, FinkokNotSent)
-    return Again(unsure, errors, outage=True)
+    return Again(unsure, [_error(label, str(exc), "outage")], outage=True)
 
 
 def judge_lookup_error(text: str | None, emisor_rfc: str) -> Hold | None:
