@@ -11,18 +11,23 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.lifecycle import (
+    claim_cancellation,
     claim_invoice_for_stamp,
     claim_notification,
     due_where,
     move,
 )
-from worker.db.models import Invoice, Notification, utcnow
+from worker.db.models import Cancellation, Invoice, Notification, utcnow
 from worker.db.states import (
+    CANCELLATION_CLAIM,
+    CANCELLATION_EDGES,
+    CANCELLATION_POLL,
     INVOICE_CLAIM,
     INVOICE_EDGES,
     NOTIFICATION_CLAIM,
     NOTIFICATION_EDGES,
     SAT_POLL,
+    CancellationState,
     Edge,
     InvoiceState,
     NotificationState,
@@ -211,10 +216,59 @@ def test_notification_claim_and_due_query_follow_the_edges(
         assert claim_notification(s, nid, owner="me", lease_s=30, now=now) is claimable
 
 
+def _cancellation(sessions: sessionmaker[Session], invoice_id: str, **kw: object) -> str:
+    with sessions.begin() as s:
+        row = Cancellation(invoice_id=invoice_id, sat_uuid="0D3C1E2A-1111-4222-8333-444455556666",
+                           emisor_rfc="AAA010101AAA", receptor_rfc="XAXX010101000",
+                           total="116.00", motivo="02", must_check=False, **kw)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+@pytest.mark.parametrize("state", list(CancellationState))
+def test_cancellation_claim_and_due_queries_follow_the_edges(
+    sessions: sessionmaker[Session], state: CancellationState,
+) -> None:
+    """The poller sends what a claim would take and polls what the SAT poll edges take; a
+    held cancellation is neither (only the sweeper's release moves it). Each due/lease
+    combination on its own row (one test per state: cheap)."""
+    from worker.cancellations.polling import due
+
+    now = utcnow()
+    for next_in in (PAST, FUTURE):
+        for lease_in in (PAST, FUTURE):
+            cid = _cancellation(sessions, _invoice(sessions, reference=f"{next_in}{lease_in}"),
+                                state=state, next_attempt_at=now + next_in,
+                                lease_owner="someone", lease_expires_at=now + lease_in)
+            claimable = _expected_due(CANCELLATION_CLAIM, state, next_in, lease_in)
+            polled = _expected_due(CANCELLATION_POLL, state, next_in, lease_in)
+            with sessions() as s:
+                found = due(s, now)
+                assert ((cid in found.to_send), (cid in found.to_poll)) == (claimable, polled)
+            with sessions.begin() as s:
+                claimed = claim_cancellation(s, cid, owner="me", lease_s=30, now=now)
+                assert (claimed is not None) is claimable
+
+
+def test_edges_are_their_own_tables() -> None:
+    """Same-shaped edges of two tables (a notification's and a cancellation's ``hold``, both
+    sending -> held) are distinct: a statement built for one never serves the other."""
+    tables = (INVOICE_EDGES, NOTIFICATION_EDGES, CANCELLATION_EDGES)
+    every = [e for t in tables for e in t.values()]
+    assert len(set(every)) == len(every)
+    assert NOTIFICATION_EDGES["hold"] != CANCELLATION_EDGES["hold"]
+
+
+_STATES: dict[int, type[InvoiceState] | type[NotificationState] | type[CancellationState]] = {
+    id(INVOICE_EDGES): InvoiceState, id(NOTIFICATION_EDGES): NotificationState,
+    id(CANCELLATION_EDGES): CancellationState}
+
+
 def _moves() -> list[tuple[Edge, str]]:
-    return [(e, state) for edges in (INVOICE_EDGES, NOTIFICATION_EDGES) for e in edges.values()
-            if e not in INVOICE_CLAIM + NOTIFICATION_CLAIM
-            for state in (InvoiceState if edges is INVOICE_EDGES else NotificationState)]
+    return [(e, state) for edges in (INVOICE_EDGES, NOTIFICATION_EDGES, CANCELLATION_EDGES)
+            for e in edges.values() if e not in INVOICE_CLAIM + NOTIFICATION_CLAIM + CANCELLATION_CLAIM
+            for state in _STATES[id(edges)]]
 
 
 @pytest.mark.parametrize(("edge", "state"), _moves(),
@@ -225,7 +279,10 @@ def test_every_move_applies_exactly_from_its_sources(
     invoice_id = _invoice(sessions, state=state if edge.name in E and E[edge.name] is edge
                           else InvoiceState.STAMPED, lease_owner="me")
     row_id = invoice_id
-    model: type[Invoice] | type[Notification] = Invoice
+    model: type[Invoice] | type[Notification] | type[Cancellation] = Invoice
+    if CANCELLATION_EDGES.get(edge.name) is edge:
+        model = Cancellation
+        row_id = _cancellation(sessions, invoice_id, state=state, lease_owner="me")
     if NOTIFICATION_EDGES.get(edge.name) is edge:
         model = Notification
         with sessions.begin() as s:

@@ -57,7 +57,7 @@ def test_promtool_check_rules_and_config() -> None:
     promtool = _tool("promtool")
     res = _run([promtool, "check", "rules", "alerts.yml"], RULES_DIR)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 21 rules found" in res.stdout
+    assert "SUCCESS: 25 rules found" in res.stdout
     res = _run([promtool, "check", "config", "prometheus.yml"], RULES_DIR)
     assert res.returncode == 0, res.stdout + res.stderr
 

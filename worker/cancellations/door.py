@@ -10,7 +10,8 @@ Checks, before anything is stored (each refusal names its reason):
 * a reason (it goes to the audit log).
 
 Idempotent: one cancellation row per invoice. The same request again (same motivo and
-substitute) returns the row as it is; another motivo while one is under way is a conflict;
+substitute) returns the row as it is; another motivo while one is under way (``held``
+during an outage included) is a conflict;
 after ``cancel_rejected``/``cancel_failed`` a request moves the row back to ``requested``
 (``rerequest``). Each change is one transaction with its audit row; the caller rings
 ``billing.send_cancellation`` after the commit (``CancelOutcome.ring``). ``dry_run`` plans
@@ -36,7 +37,7 @@ from worker.ops.queries import AmbiguousReference, InvoiceNotFound, find_invoice
 ACTION = "cancel"
 STAMPED = (InvoiceState.STAMPED, InvoiceState.PENDING)
 ACTIVE = (CancellationState.REQUESTED, CancellationState.SENDING, CancellationState.IN_PROCESS,
-          CancellationState.CANCELLED)
+          CancellationState.HELD, CancellationState.CANCELLED)
 
 Status = Literal["created", "existing", "rerequested", "would_create", "would_rerequest"]
 
@@ -188,6 +189,7 @@ def describe(row: Cancellation) -> dict[str, Any]:
         "satEstado": row.sat_estado, "satEstatusCancelacion": row.sat_estatus_cancelacion,
         "esCancelable": row.es_cancelable, "attempts": row.attempts, "polls": row.polls,
         "hasAcuse": row.acuse is not None, "acuseFecha": row.acuse_fecha, "errors": row.errors,
+        "holdKey": row.hold_key,
         "nextAttemptAt": _iso(row.next_attempt_at), "cancelledAt": _iso(row.cancelled_at),
         "createdAt": _iso(row.created_at), "updatedAt": _iso(row.updated_at),
     }

@@ -36,7 +36,8 @@ def list_breakers(
         if show_all:
             listed = {r["key"] for r in rows}
             rows += [{"key": b.key, "scope": "", "state": b.state, "cause": b.cause,
-                      "since": b.opened_at, "held_invoices": 0, "held_notifications": 0}
+                      "since": b.opened_at, "held_invoices": 0, "held_notifications": 0,
+                      "held_cancellations": 0}
                      for b in all_breakers(session) if b.key not in listed]
     if as_json:
         typer.echo(dumps(rows, indent=2))
@@ -47,11 +48,13 @@ def list_breakers(
     from rich.table import Table
 
     table = Table("breaker", "state", "cause", "since", "invoices", "notifications",
+                  "cancellations",
                   title="breakers (held rows resume by themselves when the cause is gone)")
     for r in rows:
         since = f"{r['since']:%Y-%m-%d %H:%M} UTC" if r["since"] else None
         table.add_row(cell(r["key"]), cell(r["state"]), cell(r["cause"]), cell(since),
-                      cell(r["held_invoices"]), cell(r["held_notifications"]))
+                      cell(r["held_invoices"]), cell(r["held_notifications"]),
+                      cell(r["held_cancellations"]))
     console.print(table)
 
 

@@ -137,6 +137,9 @@ def show(
                        + (f" substitute {c['folioSustitucion']}" if c["folioSustitucion"] else "")
                        + f", SAT: {c['satEstado'] or '-'} / {c['satEstatusCancelacion'] or '-'}"
                        + f", acuse {'kept' if c['hasAcuse'] else 'not yet'}")
+            if c["state"] == "held" and c["errors"]:
+                typer.echo(f"cancellation held on {c['holdKey']}: {c['errors'][0]['message']}; "
+                           "it resumes by itself when the breaker closes")
     for path, what in ((xml, "stamped XML"), (pdf, "PDF")):
         if path:
             typer.echo(f"wrote {what} to {path}", err=True)

@@ -25,7 +25,7 @@ Receptor = Annotated[str | None, typer.Option("--receptor", help="Receptor RFC."
 CancelState = Annotated[list[str] | None, typer.Option(
     "--cancel-state", show_default=False,
     help="The invoice's cancellation at SAT is in this state (repeatable): requested, "
-         "sending, in_process, cancelled, cancel_rejected, cancel_failed.")]
+         "sending, in_process, held, cancelled, cancel_rejected, cancel_failed.")]
 Code = Annotated[str | None, typer.Option(
     "--code", help="An error code in the invoice's errors (708, CFDI40143, 302, timeout...).",
     show_default=False)]

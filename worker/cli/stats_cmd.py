@@ -82,9 +82,10 @@ def _print(s: Stats, window: str) -> None:
             f"{state} {n}" for state, n in s.cancellations.items() if n), markup=False)
     if s.breakers:
         held = Table("held on", "state", "cause", "since", "invoices", "notifications",
-                     title="held: breakers that are open (they resume by themselves)")
+                     "cancellations", title="held: breakers that are open (they resume by themselves)")
         for b in s.breakers:
             since = f"{b['since']:%Y-%m-%d %H:%M} UTC" if b["since"] else None
             held.add_row(cell(b["key"]), cell(b["state"]), cell(b["cause"]), cell(since),
-                         cell(b["held_invoices"]), cell(b["held_notifications"]))
+                         cell(b["held_invoices"]), cell(b["held_notifications"]),
+                         cell(b["held_cancellations"]))
         console.print(held)

@@ -112,6 +112,14 @@ def blocking(session: Session, keys: tuple[str, ...], row_id: str) -> Blocking |
     return None
 
 
+def first_not_closed(session: Session, keys: tuple[str, ...]) -> Blocking | None:
+    """The first breaker among ``keys`` that is open or half-open, read only: no probe is
+    taken. For callers that wait instead of probing (the cancellation poller) and for "did
+    this failure leave the breaker open" after ``note_failure``."""
+    row = session.connection().execute(_NOT_CLOSED, {"keys": list(keys)}).first()
+    return None if row is None else Blocking(row.key, row.state, row.code, row.cause, row.opened_at)
+
+
 def take_probe(session: Session, key: str, row_id: str) -> bool:
     stmt = (update(Breaker).where(Breaker.key == key, Breaker.state == HALF_OPEN,
                                   Breaker.probe_id.is_(None))

@@ -382,7 +382,8 @@ class Cancellation(Base):
     ``get_receipt`` returned when the first answer was lost. ``request_xml`` is the last
     signed ``Cancelacion`` sent (no secret: a public certificate and a signature).
     ``must_check``: a request may have reached Finkok unanswered, so the next attempt
-    asks ``get_receipt`` and ``get_sat_status`` before it sends again.
+    asks ``get_receipt`` and ``get_sat_status`` before it sends again. ``hold_key``: the
+    breaker a ``held`` row waits on (``worker.db.breakers``), as for invoices.
     """
 
     __tablename__ = "cancellations"
@@ -407,6 +408,7 @@ class Cancellation(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     rung_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    hold_key: Mapped[str | None] = mapped_column(String(200))  # see Invoice.hold_key
 
     estatus_uuid: Mapped[str | None] = mapped_column(String(16))  # Finkok's per-folio 201/202/...
     sat_estado: Mapped[str | None] = mapped_column(String(32))  # Vigente / Cancelado
@@ -423,4 +425,5 @@ class Cancellation(Base):
     __table_args__ = (
         Index("ix_cancellations_state_next_attempt", "state", "next_attempt_at"),
         Index("ix_cancellations_sat_uuid", "sat_uuid"),
+        Index("ix_cancellations_hold_key", "hold_key"),
     )

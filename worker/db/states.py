@@ -53,8 +53,13 @@ class NotificationState(StrEnum):
 Due = Literal["next_attempt", "lease_expired"] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Edge:
+    """One named move. Compared and hashed by identity: two tables may hold edges with the
+    same name, sources and target (a notification's and a cancellation's ``hold`` are both
+    sending → held), and each must stay its own table's (``lifecycle`` caches a statement
+    per edge)."""
+
     name: str
     sources: frozenset[str]
     target: str
@@ -132,6 +137,7 @@ def names(edges: dict[str, Edge], state: str) -> list[str]:
 #                sending ─take_over─▶ sending (lease expired: ask get_receipt/get_sat_status first)
 #                sending ─retry─▶ requested (transient, backoff) ─refused─▶ cancel_failed
 #                sending ─settled─▶ cancelled (SAT already shows it cancelled)
+#                sending ─hold─▶ held ─release─▶ requested (an outage: its breaker closed again)
 #                in_process ─sat_waiting─▶ in_process ─sat_rejected─▶ cancel_rejected
 #                cancel_rejected|cancel_failed ─rerequest─▶ requested (a new request, audited)
 
@@ -143,6 +149,7 @@ class CancellationState(StrEnum):
     CANCELLED = "cancelled"  # SAT says Cancelado: terminal
     CANCEL_REJECTED = "cancel_rejected"  # the receptor rejected it (Solicitud rechazada)
     CANCEL_FAILED = "cancel_failed"  # refused (not cancelable, bad signature, ...) or exhausted
+    HELD = "held"  # waits on a Finkok breaker (hold_key): an outage, credentials, credits
 
 
 C = CancellationState
@@ -153,6 +160,10 @@ CANCELLATION_EDGES: dict[str, Edge] = {e.name: e for e in (
     _edge("settled", {C.SENDING}, C.CANCELLED, fenced=True),
     _edge("retry", {C.SENDING}, C.REQUESTED, fenced=True),
     _edge("refused", {C.SENDING}, C.CANCEL_FAILED, fenced=True),
+    # A breaker of its scope is open (or this answer opened it): never cancel_failed for an
+    # outage, no attempt burned; the sweeper releases it when the breaker closes.
+    _edge("hold", {C.SENDING}, C.HELD, fenced=True),
+    _edge("release", {C.HELD}, C.REQUESTED),
     # The SAT-status poller (no lease: a CAS on the state, like the pending poller).
     _edge("sat_waiting", {C.IN_PROCESS}, C.IN_PROCESS, due="next_attempt"),
     _edge("sat_cancelled", {C.IN_PROCESS}, C.CANCELLED, due="next_attempt"),

@@ -1,12 +1,15 @@
-"""Held rows: what the sweeper does for invoices and notifications waiting on a breaker.
+"""Held rows: what the sweeper does for invoices, notifications and cancellations waiting on
+a breaker.
 
 Each sweep, in one short transaction:
 
 0. **expire**: see 3 (first, so a row whose window is closing is never made a probe);
 1. **probe**: every open breaker whose probe is due turns half-open, and the oldest row
-   held on it is released, so one real call tests the scope (``worker.db.breakers``);
+   held on it is released, so one real call tests the scope (``worker.db.breakers``): an
+   invoice, or when no invoice waits on it, a SAT cancellation (``worker.cancellations``);
 2. **release**: rows held on a breaker that is closed again (or was reset) go back to
-   waiting, at most ``hold_release_per_sweep`` per sweep, oldest first: no thundering herd;
+   waiting, at most ``hold_release_per_sweep`` per sweep and kind, oldest first: no
+   thundering herd;
 3. **expire**: an invoice still held when SAT's 72-hour window is about to close (its
    deadline less ``sat_window_margin_s``) fails with a NOK that says exactly that, unless
    a stamp call for it went unanswered (``must_check_stamped``: it may be stamped; the
@@ -27,10 +30,12 @@ from sqlalchemy.orm import Session
 from worker import doorbell
 from worker.db import breakers
 from worker.db.lifecycle import move, outbox
-from worker.db.models import Breaker, Invoice, Notification
+from worker.db.models import Breaker, Cancellation, Invoice, Notification
 from worker.db.states import (
+    CANCELLATION_EDGES,
     INVOICE_EDGES,
     NOTIFICATION_EDGES,
+    CancellationState,
     Edge,
     InvoiceState,
     NotificationState,
@@ -42,6 +47,10 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
+Held = type[Invoice] | type[Notification] | type[Cancellation]
+HELD_STATE: dict[Held, str] = {Invoice: InvoiceState.HELD, Notification: NotificationState.HELD,
+                               Cancellation: CancellationState.HELD}
+
 
 @dataclass
 class Maintenance:
@@ -50,12 +59,16 @@ class Maintenance:
     released_notifications: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)  # invoice ids failed at the window
     notifications: list[str] = field(default_factory=list)  # NOKs written
+    released_cancellations: list[str] = field(default_factory=list)
 
     @property
     def follow_ups(self) -> tuple[Ring, ...]:
+        from worker.cancellations.tasks import SEND_CANCEL_TASK
+
         return (*(doorbell.stamp(i) for i in self.released),
                 *(doorbell.notify(n) for n in (*self.released_notifications,
-                                               *self.notifications)))
+                                               *self.notifications)),
+                *(Ring(SEND_CANCEL_TASK, c) for c in self.released_cancellations))
 
 
 def maintain(session: Session, settings: Settings, now: datetime) -> Maintenance:
@@ -64,33 +77,42 @@ def maintain(session: Session, settings: Settings, now: datetime) -> Maintenance
     _close_changed_sif_targets(session, settings, now)
     done.probes = breakers.due_probes(session, now)
     for key in done.probes:  # one held row per half-open breaker becomes its probe
-        _release(session, Invoice, INVOICE_EDGES["release"], key, 1, now, done.released)
+        if not _release(session, Invoice, INVOICE_EDGES["release"], key, 1, now, done.released):
+            _release(session, Cancellation, CANCELLATION_EDGES["release"], key, 1, now,
+                     done.released_cancellations)
         _release(session, Notification, NOTIFICATION_EDGES["release"], key, 1, now,
                  done.released_notifications)
-    budget = settings.hold_release_per_sweep - len(done.released)
-    _release(session, Invoice, INVOICE_EDGES["release"], None, budget, now, done.released)
-    _release(session, Notification, NOTIFICATION_EDGES["release"], None,
-             settings.hold_release_per_sweep, now, done.released_notifications)
-    if done.released or done.released_notifications or done.expired:
-        log.info("holds: released %d invoices and %d notifications, %d failed at SAT's window",
-                 len(done.released), len(done.released_notifications), len(done.expired))
+    budget = settings.hold_release_per_sweep
+    _release(session, Invoice, INVOICE_EDGES["release"], None, budget - len(done.released), now,
+             done.released)
+    _release(session, Notification, NOTIFICATION_EDGES["release"], None, budget, now,
+             done.released_notifications)
+    _release(session, Cancellation, CANCELLATION_EDGES["release"], None,
+             budget - len(done.released_cancellations), now, done.released_cancellations)
+    if done.released or done.released_notifications or done.released_cancellations or done.expired:
+        log.info("holds: released %d invoices, %d notifications and %d cancellations, %d failed "
+                 "at SAT's window", len(done.released), len(done.released_notifications),
+                 len(done.released_cancellations), len(done.expired))
     return done
 
 
-def _release(session: Session, model: type[Invoice] | type[Notification], edge: Edge,
-             key: str | None, limit: int, now: datetime, into: list[str]) -> None:
-    """Held rows on ``key`` (a probe), or on any breaker that is closed again, back to waiting."""
+def _release(session: Session, model: Held, edge: Edge, key: str | None, limit: int,
+             now: datetime, into: list[str]) -> int:
+    """Held rows on ``key`` (a probe), or on any breaker that is closed again, back to
+    waiting (a cancellation: ``requested``); returns how many moved."""
     if limit <= 0:
-        return
-    held = InvoiceState.HELD if model is Invoice else NotificationState.HELD
-    stmt = select(model.id).where(model.state == held)
+        return 0
+    stmt = select(model.id).where(model.state == HELD_STATE[model])
     if key is not None:
         stmt = stmt.where(model.hold_key == key)
     else:
         stmt = stmt.where(~breakers.open_keys_where(model.hold_key))
+    moved = 0
     for row_id in session.scalars(stmt.order_by(model.state_changed_at).limit(limit)):
         if move(session, edge, row_id, now=now, next_attempt_at=now, hold_key=None, rung_at=now):
             into.append(row_id)
+            moved += 1
+    return moved
 
 
 def _close_changed_sif_targets(session: Session, settings: Settings, now: datetime) -> None:

@@ -236,14 +236,15 @@ def _breakers(conn: Connection) -> Iterator[Metric]:
     opened = GaugeMetricFamily("billing_breaker_open",
                                "1 while the breaker is open or half-open (calls for its scope "
                                "are paused), else 0", labels=["scope", "breaker", "cause"])
-    held = GaugeMetricFamily("billing_held", "Rows waiting on each breaker",
-                             labels=["kind", "breaker"])
+    held = GaugeMetricFamily("billing_held", "Rows waiting on each breaker (kind: invoice, "
+                             "notification, cancellation)", labels=["kind", "breaker"])
     for row in conn.execute(select(Breaker.key, Breaker.state, Breaker.code)
                             .order_by(Breaker.key)).mappings():
         opened.add_metric([scope_of_key(row["key"]), row["key"], str(row["code"] or "")],
                           0.0 if row["state"] == "closed" else 1.0)
     for kind, model, state in (("invoice", Invoice, InvoiceState.HELD),
-                               ("notification", Notification, NotificationState.HELD)):
+                               ("notification", Notification, NotificationState.HELD),
+                               ("cancellation", Cancellation, CancellationState.HELD)):
         for key, n in conn.execute(select(model.hold_key, func.count())
                                    .where(model.state == state).group_by(model.hold_key)):
             held.add_metric([kind, str(key or "")], float(n))

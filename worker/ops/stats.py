@@ -33,7 +33,7 @@ MOVING_INVOICE_STATES = (InvoiceState.RECEIVED, InvoiceState.STAMPING, InvoiceSt
 MOVING_NOTIFICATION_STATES = (NotificationState.QUEUED, NotificationState.SENDING,
                               NotificationState.RETRY_WAIT, NotificationState.HELD)
 MOVING_CANCELLATION_STATES = (CancellationState.REQUESTED, CancellationState.SENDING,
-                              CancellationState.IN_PROCESS)
+                              CancellationState.IN_PROCESS, CancellationState.HELD)
 # Finkok outcomes that are answers, not failures (603 to `stamped` is the all-clear).
 FINKOK_NOT_FAILURES = frozenset({"success", "ok", "already_stamped", "not_stamped", "pending",
                                  "delivered"})
@@ -127,9 +127,13 @@ def held_by_cause(session: Session) -> list[dict[str, Any]]:
         select(Notification.hold_key, func.count())
         .where(Notification.state == NotificationState.HELD)
         .group_by(Notification.hold_key)).all())
+    held_cancels = dict(session.execute(
+        select(Cancellation.hold_key, func.count())
+        .where(Cancellation.state == CancellationState.HELD)
+        .group_by(Cancellation.hold_key)).all())
     rows = {b.key: b for b in session.scalars(select(Breaker))}
     keys = sorted({*(k for k, b in rows.items() if b.state != "closed"),
-                   *(k for k in held_invoices if k), *(k for k in held_notes if k)})
+                   *(k for k in (*held_invoices, *held_notes, *held_cancels) if k)})
     return [{
         "key": key, "scope": scope_of_key(key),
         "state": rows[key].state if key in rows else "closed",
@@ -137,6 +141,7 @@ def held_by_cause(session: Session) -> list[dict[str, Any]]:
         "since": rows[key].opened_at if key in rows else None,
         "held_invoices": int(held_invoices.get(key, 0)),
         "held_notifications": int(held_notes.get(key, 0)),
+        "held_cancellations": int(held_cancels.get(key, 0)),
     } for key in keys]
 
 

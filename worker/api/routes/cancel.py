@@ -38,8 +38,9 @@ class CancellationView(BaseModel):
     id: str
     invoiceId: str
     uuid: str
-    state: str = Field(description="requested, sending, in_process, cancelled, cancel_rejected "
-                       "or cancel_failed")
+    state: str = Field(description="requested, sending, in_process, cancelled, cancel_rejected, "
+                       "cancel_failed, or held (an outage, our credentials or credits: it "
+                       "resumes by itself; `errors` says why)")
     motivo: str
     folioSustitucion: str | None
     estatusUuid: str | None = Field(description="Finkok's answer to the request (201, 202, ...)")

@@ -77,7 +77,14 @@ class CancelDesk:
 
     # --- cancellation requests ------------------------------------------------------------
 
+    def _outage(self) -> None:
+        """``outage`` set to a code (708, 718, 300...): every cancellation request answers
+        it as its ``CodEstatus``, no folio processed; lookups still answer."""
+        if self.config.outage and self.config.outage.isdigit():
+            raise Refusal(self.config.outage)
+
     def cancel_signature(self, req: Request, *, retention: bool = False) -> Outcome:
+        self._outage()
         if not retention:
             from worker.cfdi.cancellation import SignatureError, verify_cancelacion
 
@@ -91,6 +98,7 @@ class CancelDesk:
 
     def cancel_uuids(self, req: Request) -> Outcome:
         """cancel / sign_cancel: UUIDS is a list of UUID elements with attributes."""
+        self._outage()
         el = req.element("UUIDS")
         folios = []
         if el is not None:
@@ -102,6 +110,7 @@ class CancelDesk:
 
     def out_cancel(self, req: Request) -> Outcome:
         """A CFDI another PAC stamped: the sandbox cannot know it, so it accepts the request."""
+        self._outage()
         doc = _read_signed(req)
         rfc = req.text("taxpayer_id") or doc.get("RfcEmisor") or ""
         fecha = mexico_now().isoformat()

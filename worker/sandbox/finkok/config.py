@@ -21,7 +21,9 @@ comma-separated string):
 ``outage`` makes the whole service misbehave until it is set back to null: ``"drop"``
 (every SOAP request's connection is closed unanswered), ``"http503"`` / ``"http404"``
 (a proxy answers instead of Finkok), or a code such as ``"708"``, ``"718"`` or ``"300"``
-(every ``stamp`` answers that incidencia; lookups such as ``stamped`` still work).
+(every ``stamp`` answers that incidencia and every cancellation request that
+``CodEstatus``; lookups such as ``stamped``, ``get_receipt`` and ``get_sat_status`` still
+work).
 """
 
 from __future__ import annotations
