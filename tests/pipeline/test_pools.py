@@ -81,19 +81,19 @@ def test_a_slow_sif_does_not_hold_stamping_when_the_stamp_process_delivers_first
     tmp_path: Path, finkok: FinkokSandbox
 ) -> None:
     """The stamping process makes SIF's first attempt in its own thread
-    (worker/invoices/first_delivery.py): with SIF answering after 6 s and one stamp process,
-    every invoice is stamped while SIF has heard at most two of them (one in the thread, one
-    in the notify pool); had the stamp task waited for its PUT, SIF would have heard one per
-    invoice stamped before the last (stamping four takes well under 6 s, even cold). Then
-    every OK arrives, some by the thread."""
-    from worker.db.models import DeliveryAttempt
+    (worker/invoices/first_delivery.py). With SIF holding every PUT for two minutes and one
+    stamp process, all four invoices are stamped anyway, however slow this machine is: the
+    thread holds one delivery and one waits in its slot, the others went to the notify
+    pool (one process, holding one). Had the stamp task waited for its PUT, the second
+    invoice would not be stamped before the deadline (a coupled control fails here)."""
+    from worker.db.models import Notification
 
     db_url = f"sqlite:///{tmp_path / 'billing.db'}"
     upgrade(db_url)
     sessions = session_factory(create_db_engine(db_url))
     producer = create_app(load_settings(data_dir=tmp_path / "var", broker_url="filesystem://"))
     with SifSandbox() as sif:
-        sif.configure(latency_s=6.0)
+        sif.configure(latency_s=120.0)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
         env.update({"BILLING_DATA_DIR": str(tmp_path / "var"), "BILLING_DATABASE_URL": db_url,
                     "BILLING_BROKER_URL": "filesystem://", "BILLING_FINKOK_ENVIRONMENT": finkok.url,
@@ -102,30 +102,28 @@ def test_a_slow_sif_does_not_hold_stamping_when_the_stamp_process_delivers_first
         assert script
         log = tmp_path / "worker.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([script, "worker", "-c", "1"], env=env, stdout=out,
+            proc = subprocess.Popen([script, "worker", "-c", "1", "--notify-c", "1"], env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
             refs = [f"SLOWSIF-{i}" for i in range(4)]
             for ref in refs:
                 submit(sessions, build_invoice(folio=ref), empresa_ref_id="E1", reference=ref,
                        publish=bell_for(producer, STAMP_TASK))
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             stamped = 0
             while time.monotonic() < deadline and stamped < len(refs):
                 with sessions() as s:
                     stamped = s.query(Invoice).filter(Invoice.state == "stamped").count()
-                time.sleep(0.1)
+                time.sleep(0.2)
             assert stamped == len(refs), log.read_text()[-3000:]
             heard = sum(len(sif.statuses("E1", ref)) for ref in refs)
-            assert heard <= 2, f"SIF heard {heard} of {len(refs)} before the last stamp"
-            workers: list[str] = []
-            while time.monotonic() < deadline and len(workers) < len(refs):
-                time.sleep(0.2)  # (SIF records a status on arrival, we after its answer)
-                with sessions() as s:
-                    workers = [w for (w,) in s.query(DeliveryAttempt.worker)]
-            assert all(sif.statuses("E1", r) == ["OK"] for r in refs), log.read_text()[-3000:]
-            assert len(workers) == len(refs)
-            assert any(":first-" in w for w in workers), workers  # the thread delivered some
+            assert heard <= 2, f"SIF heard {heard} of {len(refs)}"
+            owners: list[str | None] = []
+            while time.monotonic() < deadline and not any(":first-" in (o or "") for o in owners):
+                with sessions() as s:  # the thread's PUT is in flight: its row is leased
+                    owners = [o for (o,) in s.query(Notification.lease_owner)]
+                time.sleep(0.2)
+            assert any(":first-" in (o or "") for o in owners), owners
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
