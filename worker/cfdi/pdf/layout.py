@@ -13,8 +13,9 @@ cp1252 character; the others are printed with tiny embedded subsets of Kurinto
 
 from __future__ import annotations
 
-import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from operator import getitem
 
 from worker.cfdi import fonts
 from worker.cfdi.pdf.canvas import Canvas, K
@@ -325,26 +326,57 @@ class Writer:
         self.color = BLACK
 
 
-_DARK_RUN = re.compile(b"\\x01+")
+# QR path fragments: _CHUNK_OPS[k][v] draws the dark modules of byte v (most significant bit
+# first) as modules 8k..8k+7 of a row, one rectangle per run, "@" standing for the row.
+# Built per chunk position on first use and kept for the process (geometry, not data).
+_CHUNK_OPS: list[list[str]] = []
+_CHUNK_LOCK = threading.Lock()
+_TO_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
+
+
+def _runs_of_byte(v: int) -> list[tuple[int, int]]:
+    """(start, length) of each run of set bits of byte ``v``, most significant bit = 0."""
+    runs, i = [], 0
+    while i < 8:
+        if v >> (7 - i) & 1:
+            j = i
+            while j < 8 and v >> (7 - j) & 1:
+                j += 1
+            runs.append((i, j - i))
+            i = j
+        else:
+            i += 1
+    return runs
+
+
+def _chunk_ops(chunks: int) -> list[list[str]]:
+    if len(_CHUNK_OPS) < chunks:
+        with _CHUNK_LOCK:
+            runs = [_runs_of_byte(v) for v in range(256)]
+            for k in range(len(_CHUNK_OPS), chunks):
+                _CHUNK_OPS.append(["".join(f"{8 * k + c} @ {w} 1 re " for c, w in r) for r in runs])
+    return _CHUNK_OPS
 
 
 def draw_qr(canvas: Canvas, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
     """The QR of ``url`` as vector rectangles in a ``side`` mm square at (x, y), the
-    4-module quiet zone included (left white). Each run of dark modules in a row is one
-    rectangle, and all of them are one path filled once: a viewer rasterizes them as one
-    shape, so no anti-aliasing seam appears between modules at any resolution. The path
-    is in module units (one ``cm`` maps modules to the page), so each rectangle is four
-    small integers."""
+    4-module quiet zone included (left white). Dark modules are rectangles, at most one
+    per run within each 8-module chunk of a row, and all of them are one path filled once:
+    a viewer rasterizes them as one shape, so no anti-aliasing seam appears between
+    modules at any resolution. The path is in module units (one ``cm`` maps modules to
+    the page), and each row is put together from ready-made fragments (one per chunk
+    value), so no number is formatted per module."""
     assert side >= MIN_SIDE_MM
     n, modules = qr_modules(url)
-    module = side / (n + 2 * QR_BORDER) * K  # pt
-    x0 = (x + QR_BORDER * side / (n + 2 * QR_BORDER)) * K
-    top = (PAGE_H - y - QR_BORDER * side / (n + 2 * QR_BORDER)) * K  # PDF space: y grows upwards
-    # rows one byte apart, so that a run never continues into the next row
-    stride = n + 1
-    grid = b"\x00".join(modules[r * n : (r + 1) * n] for r in range(n))
-    rects = []
-    for m in _DARK_RUN.finditer(grid):
-        r, c = divmod(m.start(), stride)
-        rects.append(f"{c} {r} {m.end() - m.start()} 1 re")
-    canvas.raw(f"q 0 g {module:.5f} 0 0 {-module:.5f} {x0:.3f} {top:.3f} cm " + " ".join(rects) + " f Q")
+    module = side / (n + 2 * QR_BORDER)  # mm
+    x0 = (x + QR_BORDER * module) * K
+    top = (PAGE_H - y - QR_BORDER * module) * K  # PDF space: y grows upwards
+    chunks = (n + 7) // 8
+    tables = _chunk_ops(chunks)[:chunks]
+    pad = "0" * (8 * chunks - n)
+    bits = modules.translate(_TO_ASCII_BITS).decode("ascii")
+    rows = []
+    for r in range(n):
+        values = int(bits[r * n : (r + 1) * n] + pad, 2).to_bytes(chunks, "big")
+        rows.append("".join(map(getitem, tables, values)).replace("@", str(r)))
+    canvas.raw(f"q 0 g {module * K:.5f} 0 0 {-module * K:.5f} {x0:.3f} {top:.3f} cm " + "".join(rows) + "f Q")
