@@ -119,6 +119,7 @@ class Canvas:
         self.pages: list[list[str]] = []
         self._ops: list[str] = []  # the current page's operators
         self._tf = ""  # the Tf operator in force on the current page ("" = none yet)
+        self._font_ops: dict[tuple[str, float], str] = {}
         self._fill = _BLACK_FILL  # the non-stroking colour in force ("" = unknown)
         self._stroke = _BLACK_STROKE
         self._fonts: dict[str, str] = {}  # font key (core name or face file) -> resource name
@@ -173,25 +174,33 @@ class Canvas:
             self._stroke = op
 
     # drawing --------------------------------------------------------------------------
-    def text(self, x: float, y: float, font: str, size: float, text: str) -> None:
-        """``text`` (cp1252 only) in core font ``font`` (a :data:`CORE_FONTS` key) at
-        ``size`` pt, its baseline starting at (x, y) mm."""
+    def font_op(self, font: str, size: float) -> str:
+        """The operator selecting ``font`` (a :data:`CORE_FONTS` key or an embedded face's
+        file) at ``size`` pt, for :meth:`text` and :meth:`glyphs`; the font becomes one of
+        the document's resources."""
+        op = self._font_ops.get((font, size))
+        if op is None:
+            op = self._font_ops[(font, size)] = f"/{self._font(font)} {size:.2f} Tf "
+        return op
+
+    def text(self, x: float, y: float, font_op: str, text: str) -> None:
+        """``text`` (cp1252 only) in a core font (``font_op`` from :meth:`font_op`), its
+        baseline starting at (x, y) mm."""
         if "(" in text or ")" in text or "\\" in text:
             text = text.translate(_ESCAPES)
-        tf = f"/{self._fonts.get(font) or self._font(font)} {size:.2f} Tf "
-        if tf == self._tf:
+        if font_op is self._tf:
             self._ops.append(f"BT {x * K:.2f} {H_PT - y * K:.2f} Td ({text}) Tj ET")
         else:
-            self._tf = tf
-            self._ops.append(f"BT {tf}{x * K:.2f} {H_PT - y * K:.2f} Td ({text}) Tj ET")
+            self._tf = font_op
+            self._ops.append(f"BT {font_op}{x * K:.2f} {H_PT - y * K:.2f} Td ({text}) Tj ET")
 
     def glyphs(self, x: float, y: float, face: str, size: float, text: str) -> None:
         """``text`` in the embedded face ``face`` (a :mod:`worker.cfdi.fonts` file name),
         like :meth:`text`. The glyph ids are written at :meth:`output`, once the face's
         tiny font (every character the document prints in it) is built."""
         self._codepoints.setdefault(face, set()).update(map(ord, text))
-        tf = f"/{self._font(face)} {size:.2f} Tf "
-        head = f"BT {'' if tf == self._tf else tf}{x * K:.2f} {H_PT - y * K:.2f} Td "
+        tf = self.font_op(face, size)
+        head = f"BT {'' if tf is self._tf else tf}{x * K:.2f} {H_PT - y * K:.2f} Td "
         self._tf = tf
         self._glyph_runs.append((self._ops, len(self._ops), face, text))
         self._ops.append(head)

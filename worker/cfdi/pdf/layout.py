@@ -82,14 +82,14 @@ class Writer:
         self.on_new_page: list[Callable[[], None]] = []
         self._cw = _WIDTHS[False]
         self._scale = 0.0  # mm per 1/1000 em at the current size
-        self._key = "helvetica"
+        self._tf = ""  # the canvas's operator for the current core font
 
     # fonts -----------------------------------------------------------------------
     def font(self, size: float, bold: bool = False) -> None:
         self.size, self.bold = size, bold
         self._cw = _WIDTHS[bold]
         self._scale = size * 0.001 / K
-        self._key = "helveticaB" if bold else "helvetica"
+        self._tf = self.canvas.font_op("helveticaB" if bold else "helvetica", size)
 
     def lh(self, size: float | None = None) -> float:
         return (size or self.size) * PT * 1.22
@@ -127,11 +127,11 @@ class Writer:
         canvas.fill(self.color)
         base = y + self.size * PT * 0.9
         if text.isascii() or CP1252.issuperset(text):
-            canvas.text(x, base, self._key, self.size, text)
+            canvas.text(x, base, self._tf, text)
             return
         for run, face in self._runs(text):
             if face is None:
-                canvas.text(x, base, self._key, self.size, run)
+                canvas.text(x, base, self._tf, run)
             else:
                 canvas.glyphs(x, base, face, self.size, run)
             x += self.width(run)
@@ -142,7 +142,7 @@ class Writer:
     def put_mono(self, x: float, y: float, text: str, size: float) -> None:
         """cp1252 text in Courier (every character 0.6 em wide) with its top-left at (x, y)."""
         self.canvas.fill(self.color)
-        self.canvas.text(x, y + size * PT * 0.9, "courier", size, text)
+        self.canvas.text(x, y + size * PT * 0.9, self.canvas.font_op("courier", size), text)
 
     @staticmethod
     def mono_width(text: str, size: float) -> float:
@@ -284,34 +284,45 @@ class Writer:
         to MIN_FIT_SIZE, and wraps only past that."""
         self.font(size)
         lh = self.lh()
-        cells: list[tuple[list[str], float]] = []  # (lines, font size)
+        # per cell: (lines, font size, width of its one line, or -1 when it wraps)
+        cells: list[tuple[list[str], float, float]] = []
+        height = lh
         for v, (_t, width, right) in zip(values, columns, strict=True):
-            room = width - 2 * PAD
             if not v:
-                cells.append(([""], size))
-            elif right and self.width(v) > room:
-                fit = size * room / self.width(v) * 0.999
-                cells.append(([v], fit) if fit >= MIN_FIT_SIZE else (self.wrap(v, room), size))
-            else:
-                cells.append((self.wrap(v, room), size))
-        height = max(len(lines) for lines, _s in cells) * lh
+                cells.append(([], size, 0.0))
+                continue
+            room = width - 2 * PAD
+            v = clean(v)
+            w = self.width(v)
+            if w <= room:
+                cells.append(([v], size, w))
+                continue
+            fit = size * room / w * 0.999
+            if right and fit >= MIN_FIT_SIZE:
+                cells.append(([v], fit, w * fit / size))
+                continue
+            lines = self.wrap(v, room)
+            cells.append((lines, size, -1.0))
+            height = max(height, len(lines) * lh)
         self.need(height + 0.5)
         x = LEFT
         y = self.y
-        for (_t, width, right), (lines, cell_size) in zip(columns, cells, strict=True):
-            top = y
-            if cell_size != size:  # smaller, on the row's baseline
-                self.font(cell_size)
-                top = y + (size - cell_size) * PT * 0.9
-            for i, line in enumerate(lines):
-                if not line:
-                    continue
-                if right:
-                    self.put_right(x + width - PAD, top + i * lh, line)
+        for (_t, width, right), (lines, cell_size, w) in zip(columns, cells, strict=True):
+            if w >= 0 and lines:  # one line, width known
+                if cell_size != size:  # smaller, on the row's baseline
+                    self.font(cell_size)
+                    self.put(x + width - PAD - w, y + (size - cell_size) * PT * 0.9, lines[0])
+                    self.font(size)
                 else:
-                    self.put(x + PAD, top + i * lh, line)
-            if cell_size != size:
-                self.font(size)
+                    self.put(x + width - PAD - w if right else x + PAD, y, lines[0])
+            else:
+                for i, line in enumerate(lines):
+                    if not line:
+                        continue
+                    if right:
+                        self.put_right(x + width - PAD, y + i * lh, line)
+                    else:
+                        self.put(x + PAD, y + i * lh, line)
             x += width
         self.y += height
 
