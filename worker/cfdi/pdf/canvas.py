@@ -84,11 +84,29 @@ def _pdf_date(when: dt.datetime) -> str:
     return f"{text}{sign}{hours:02d}'{mins:02d}'"
 
 
+# Content streams are deflated at level 1: for a 10-concepto page, 0.25 ms against
+# 0.6 ms at zlib's default 6, for ~15 % more bytes (the file stays smaller than fpdf2's
+# at level 6, which wrote longer operators).
+CONTENT_LEVEL = 1
+
+
 def _stream(data: bytes, extra: str = "", *, deflate: bool = True) -> bytes:
     if deflate:
-        data = zlib.compress(data)
+        data = zlib.compress(data, CONTENT_LEVEL)
         extra = "/Filter /FlateDecode " + extra
     return f"<< {extra}/Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+def _content_bytes(ops: list[str]) -> bytes:
+    """A page's operators as bytes: text is cp1252 (which has no U+0080-U+009F), so every
+    character below U+0100 is its own byte, as in ISO-8859-1, whose codec is ~100 times
+    faster than Python's cp1252 one; only a page with cp1252's other characters (€, –,
+    “...) goes through that."""
+    text = "\n".join(ops)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("cp1252")
 
 
 def _to_unicode(gids: dict[int, int]) -> bytes:
@@ -247,7 +265,7 @@ class Canvas:
             kids.append(page)
             objects[page - 1] = (f"<< /Type /Page /Parent {pages_id} 0 R /Resources {resources} 0 R "
                                  f"/Contents {contents} 0 R >>").encode()
-            objects[contents - 1] = _stream("\n".join(ops).encode("cp1252"))
+            objects[contents - 1] = _stream(_content_bytes(ops))
         font_refs = []
         for key, name in self._fonts.items():
             if key in CORE_FONTS:
