@@ -13,6 +13,7 @@ cp1252 character; the others are printed with tiny embedded subsets of Kurinto
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from operator import getitem
@@ -56,6 +57,12 @@ def _core_widths(table: tuple[int, ...]) -> dict[str, float]:
 # core font's for cp1252, and, added on first sight, the embedded face's for any other
 # character. Shared by every document of the process (font metrics only).
 _WIDTHS: dict[bool, dict[str, float]] = {False: _core_widths(HELVETICA), True: _core_widths(HELVETICA_BOLD)}
+# The same core widths split in high and low bytes, indexed by byte: a string that
+# ISO-8859-1 encodes (cp1252's bytes for those characters) is measured by two
+# bytes.translate and two sums, all in C (~2x faster than a lookup per character).
+_SPLIT_WIDTHS = {bold: (bytes(w >> 8 for w in table), bytes(w & 0xFF for w in table))
+                 for bold, table in ((False, HELVETICA), (True, HELVETICA_BOLD))}
+_C1 = re.compile(b"[\x80-\x9f]")  # not cp1252 characters: measured in the embedded face
 
 
 def clean(text: str | None) -> str:
@@ -81,6 +88,7 @@ class Writer:
         self.color = BLACK
         self.on_new_page: list[Callable[[], None]] = []
         self._cw = _WIDTHS[False]
+        self._hi, self._lo = _SPLIT_WIDTHS[False]
         self._scale = 0.0  # mm per 1/1000 em at the current size
         self._tf = ""  # the canvas's operator for the current core font
 
@@ -88,6 +96,7 @@ class Writer:
     def font(self, size: float, bold: bool = False) -> None:
         self.size, self.bold = size, bold
         self._cw = _WIDTHS[bold]
+        self._hi, self._lo = _SPLIT_WIDTHS[bold]
         self._scale = size * 0.001 / K
         self._tf = self.canvas.font_op("helveticaB" if bold else "helvetica", size)
 
@@ -97,11 +106,18 @@ class Writer:
     def width(self, text: str) -> float:
         """String width in mm in the current font."""
         try:
+            b = text.encode("latin-1")
+        except UnicodeEncodeError:  # cp1252's other characters, or beyond: per character
+            return self._width_chars(text)
+        if not b.isascii() and _C1.search(b):
+            return self._width_chars(text)
+        return ((sum(b.translate(self._hi)) << 8) + sum(b.translate(self._lo))) * self._scale
+
+    def _width_chars(self, text: str) -> float:
+        try:
             return sum(map(self._cw.__getitem__, text)) * self._scale
         except KeyError:  # a character not seen yet: outside cp1252
-            return self._width_new(text)
-
-    def _width_new(self, text: str) -> float:
+            pass
         cw = self._cw
         for ch in text:
             if ch not in cw:
