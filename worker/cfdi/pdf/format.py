@@ -49,16 +49,21 @@ def _grouped(value: Decimal, min_decimals: int) -> str:
 _PLAIN = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?", re.ASCII)
 
 
-def _number(text: str | None, min_decimals: int) -> str | None:
-    """``text`` grouped (see :func:`_grouped`), or None when it is not a finite number."""
+def _number(text: str | None, min_decimals: int, shift: int = 0) -> str | None:
+    """``text`` times 10 ** ``shift``, grouped (see :func:`_grouped`), or None when it is
+    not a finite number."""
     if text is None:
         return None
     m = _PLAIN.fullmatch(text.strip())
     if m is None:
         value = _decimal(text)
-        return None if value is None else _grouped(value, min_decimals)
+        return None if value is None else _grouped(value * 10**shift if shift else value, min_decimals)
     sign, whole, frac = m.groups()
-    frac = (frac or "").rstrip("0").ljust(min_decimals, "0")
+    frac = frac or ""
+    if shift:  # move the point right
+        frac = frac.ljust(shift, "0")
+        whole, frac = whole + frac[:shift], frac[shift:]
+    frac = frac.rstrip("0").ljust(min_decimals, "0")
     return ("-" if sign == "-" else "") + f"{int(whole):,}" + (f".{frac}" if frac else "")
 
 
@@ -85,12 +90,10 @@ def rate(text: str | None, tipo_factor: str | None = "Tasa") -> str:
     (``1.500000`` -> ``$1.50``); Exento (no rate) -> ``Exento``."""
     if tipo_factor == "Exento":
         return "Exento"
-    value = _decimal(text)
-    if value is None:
-        return text or ""
     if tipo_factor == "Cuota":
         return money(text)
-    return _grouped(value * 100, 0) + NBSP + "%"
+    percent = _number(text, 0, shift=2)
+    return (text or "") if percent is None else percent + NBSP + "%"
 
 
 def date_time(text: str | None) -> str:
