@@ -431,11 +431,8 @@ def _geometry(version: int) -> _Geometry:
     return found
 
 
-def encode(text: str, mask: int | None = None) -> tuple[int, bytes]:
-    """The QR code of ``text`` at level M, its bytes in ISO-8859-1 (UnicodeEncodeError
-    if it has other characters): its side in modules and its modules row by row, one
-    byte each (1 = dark). ``mask`` forces a mask pattern (for tests); by default the one
-    with the lowest penalty is used."""
+def _symbol(text: str, mask: int | None) -> tuple[_Geometry, int]:
+    """The geometry of ``text``'s version and the symbol's dark modules on its grid."""
     version, codewords = _data_codewords(text, text.encode("latin-1"))
     geo = _geometry(version)
     stream = _codewords(version, codewords)
@@ -445,4 +442,30 @@ def encode(text: str, mask: int | None = None) -> tuple[int, bytes]:
     if mask is None:
         scores = [geo.penalty(base | (placed ^ region)) for region in geo.masks]
         mask = scores.index(min(scores))
-    return geo.n, geo.modules(base | (placed ^ geo.masks[mask]) | geo.final[mask])
+    return geo, base | (placed ^ geo.masks[mask]) | geo.final[mask]
+
+
+def encode(text: str, mask: int | None = None) -> tuple[int, bytes]:
+    """The QR code of ``text`` at level M, its bytes in ISO-8859-1 (UnicodeEncodeError
+    if it has other characters): its side in modules and its modules row by row, one
+    byte each (1 = dark). ``mask`` forces a mask pattern (for tests); by default the one
+    with the lowest penalty is used."""
+    geo, m = _symbol(text, mask)
+    return geo.n, geo.modules(m)
+
+
+def qr_rows(url: str) -> tuple[int, list[int]]:
+    """The QR of ``url`` as :func:`qr_modules` makes it, as its side in modules and one
+    integer per row whose bit c is column c (1 = dark): what the PDF draws."""
+    try:
+        geo, m = _symbol(url, None)
+    except UnicodeEncodeError:
+        n, modules = _other_modules(url)
+        bits = modules.translate(_TO_ASCII_BITS).decode("ascii")
+        return n, [int(bits[r * n : (r + 1) * n][::-1], 2) for r in range(n)]
+    w, n = geo.stride, geo.n
+    row = (1 << n) - 1
+    return n, [m >> (r + 4) * w & row for r in range(n)]
+
+
+_TO_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")

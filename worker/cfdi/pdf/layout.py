@@ -21,7 +21,7 @@ from operator import getitem
 from worker.cfdi import fonts
 from worker.cfdi.pdf.canvas import Canvas, K
 from worker.cfdi.pdf.metrics import COURIER_ADVANCE, HELVETICA, HELVETICA_BOLD
-from worker.cfdi.qr import MIN_SIDE_MM, qr_modules
+from worker.cfdi.qr import MIN_SIDE_MM, qr_rows
 
 PAGE_H = 297.0
 LEFT = 10.0
@@ -353,21 +353,21 @@ class Writer:
         self.color = BLACK
 
 
-# QR path fragments: _CHUNK_OPS[k][v] draws the dark modules of byte v (most significant bit
-# first) as modules 8k..8k+7 of a row, one rectangle per run, "@" standing for the row.
+# QR path fragments: _CHUNK_OPS[k][v] draws the dark modules of byte v (bit i: module
+# 8k + i) as modules 8k..8k+7 of a row, one rectangle per run, "@" standing for the row.
 # Built per chunk position on first use and kept for the process (geometry, not data).
 _CHUNK_OPS: list[list[str]] = []
 _CHUNK_LOCK = threading.Lock()
-_TO_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
+_ROW_NUMBERS = [str(r) for r in range(200)]
 
 
 def _runs_of_byte(v: int) -> list[tuple[int, int]]:
-    """(start, length) of each run of set bits of byte ``v``, most significant bit = 0."""
+    """(start, length) of each run of set bits of byte ``v``, bit 0 first."""
     runs, i = [], 0
     while i < 8:
-        if v >> (7 - i) & 1:
+        if v >> i & 1:
             j = i
-            while j < 8 and v >> (7 - j) & 1:
+            while j < 8 and v >> j & 1:
                 j += 1
             runs.append((i, j - i))
             i = j
@@ -394,16 +394,14 @@ def draw_qr(canvas: Canvas, url: str, x: float, y: float, side: float = QR_SIDE)
     the page), and each row is put together from ready-made fragments (one per chunk
     value), so no number is formatted per module."""
     assert side >= MIN_SIDE_MM
-    n, modules = qr_modules(url)
+    n, rows = qr_rows(url)
     module = side / (n + 2 * QR_BORDER)  # mm
     x0 = (x + QR_BORDER * module) * K
     top = (PAGE_H - y - QR_BORDER * module) * K  # PDF space: y grows upwards
     chunks = (n + 7) // 8
     tables = _chunk_ops(chunks)[:chunks]
-    pad = "0" * (8 * chunks - n)
-    bits = modules.translate(_TO_ASCII_BITS).decode("ascii")
-    rows = []
-    for r in range(n):
-        values = int(bits[r * n : (r + 1) * n] + pad, 2).to_bytes(chunks, "big")
-        rows.append("".join(map(getitem, tables, values)).replace("@", str(r)))
-    canvas.raw(f"q 0 g {module * K:.5f} 0 0 {-module * K:.5f} {x0:.3f} {top:.3f} cm " + "".join(rows) + "f Q")
+    path = [
+        "".join(map(getitem, tables, row.to_bytes(chunks, "little"))).replace("@", _ROW_NUMBERS[r])
+        for r, row in enumerate(rows)
+    ]
+    canvas.raw(f"q 0 g {module * K:.5f} 0 0 {-module * K:.5f} {x0:.3f} {top:.3f} cm " + "".join(path) + "f Q")
