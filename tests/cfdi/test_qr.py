@@ -186,3 +186,14 @@ def test_text_beyond_latin1_falls_back_and_decodes() -> None:
     text = _url("Ω東010101AAA")
     n, modules = qr_modules(text)
     assert _decode(n, modules) == (text, "M")
+
+
+@pytest.mark.parametrize("text", [_url(), _url("Ω東010101AAA")], ids=["own", "fallback"])
+def test_rows_are_the_modules(text: str) -> None:
+    """qr_rows (what the PDF draws) is qr_modules as one integer per row, bit c = column c."""
+    from worker.cfdi.qr import qr_rows
+
+    n, modules = qr_modules(text)
+    side, rows = qr_rows(text)
+    assert side == n and len(rows) == n
+    assert all((rows[r] >> c & 1) == modules[r * n + c] for r in range(n) for c in range(n))
