@@ -212,6 +212,25 @@ class Canvas:
             self._tf = font_op
             self._ops.append("BT %s%.2f %.2f Td (%s) Tj ET" % (font_op, x * K, H_PT - y * K, text))  # noqa: UP031
 
+    def texts(self, y: float, font_op: str, items: list[tuple[float, str]]) -> None:
+        """Several cp1252 texts on the baseline y mm in one core font, each (x mm, text), in
+        order: one text object, each text placed relative to the one before (the moves
+        are between positions rounded as :meth:`text` writes them, so none drifts)."""
+        parts = ["BT " if font_op is self._tf else "BT " + font_op]
+        self._tf = font_op
+        prev = None
+        for x, text in items:
+            if "(" in text or ")" in text or "\\" in text:
+                text = text.translate(_ESCAPES)
+            at = round(x * K, 2)
+            if prev is None:
+                parts.append("%.2f %.2f Td (%s) Tj" % (at, H_PT - y * K, text))  # noqa: UP031 - faster
+            else:
+                parts.append(" %.2f 0 Td (%s) Tj" % (at - prev, text))  # noqa: UP031
+            prev = at
+        parts.append(" ET")
+        self._ops.append("".join(parts))
+
     def glyphs(self, x: float, y: float, face: str, size: float, text: str) -> None:
         """``text`` in the embedded face ``face`` (a :mod:`worker.cfdi.fonts` file name),
         like :meth:`text`. The glyph ids are written at :meth:`output`, once the face's

@@ -152,6 +152,11 @@ class Writer:
                 canvas.glyphs(x, base, face, self.size, run)
             x += self.width(run)
 
+    def put_line(self, y: float, items: list[tuple[float, str]]) -> None:
+        """cp1252 texts in the current font with their tops at y, each (x, text), in order."""
+        self.canvas.fill(self.color)
+        self.canvas.texts(y + self.size * PT * 0.9, self._tf, items)
+
     def put_right(self, x_right: float, y: float, text: str) -> None:
         self.put(x_right - self.width(text), y, text)
 
@@ -323,23 +328,32 @@ class Writer:
         self.need(height + 0.5)
         x = LEFT
         y = self.y
+        batch: list[tuple[float, str]] = []  # one-line cells in the row's font, drawn together
         for (_t, width, right), (lines, cell_size, w) in zip(columns, cells, strict=True):
-            if w >= 0 and lines:  # one line, width known
-                if cell_size != size:  # smaller, on the row's baseline
+            if not lines:
+                pass
+            elif w >= 0 and cell_size == size and (lines[0].isascii() or CP1252.issuperset(lines[0])):
+                batch.append((x + width - PAD - w if right else x + PAD, lines[0]))
+            else:
+                if batch:  # keep the order of the cells (text extraction reads them in it)
+                    self.put_line(y, batch)
+                    batch = []
+                if w >= 0:  # one line, width known: smaller (on the row's baseline), or not cp1252
                     self.font(cell_size)
-                    self.put(x + width - PAD - w, y + (size - cell_size) * PT * 0.9, lines[0])
+                    self.put(x + width - PAD - w if right else x + PAD, y + (size - cell_size) * PT * 0.9,
+                             lines[0])
                     self.font(size)
                 else:
-                    self.put(x + width - PAD - w if right else x + PAD, y, lines[0])
-            else:
-                for i, line in enumerate(lines):
-                    if not line:
-                        continue
-                    if right:
-                        self.put_right(x + width - PAD, y + i * lh, line)
-                    else:
-                        self.put(x + PAD, y + i * lh, line)
+                    for i, line in enumerate(lines):
+                        if not line:
+                            continue
+                        if right:
+                            self.put_right(x + width - PAD, y + i * lh, line)
+                        else:
+                            self.put(x + PAD, y + i * lh, line)
             x += width
+        if batch:
+            self.put_line(y, batch)
         self.y += height
 
     def detail(self, text: str, indent: float = 16.0) -> None:
