@@ -62,6 +62,8 @@ _WIDTHS: dict[bool, dict[str, float]] = {False: _core_widths(HELVETICA), True: _
 # bytes.translate and two sums, all in C (~2x faster than a lookup per character).
 _SPLIT_WIDTHS = {bold: (bytes(w >> 8 for w in table), bytes(w & 0xFF for w in table))
                  for bold, table in ((False, HELVETICA), (True, HELVETICA_BOLD))}
+# Table headers' lines: per line, (x, text) of each column's title (bold, 6.3 pt)
+_HEADERS: dict[Columns, list[list[tuple[float, str]]]] = {}
 _C1 = re.compile(b"[\x80-\x9f]")  # not cp1252 characters: measured in the embedded face
 
 
@@ -94,6 +96,8 @@ class Writer:
 
     # fonts -----------------------------------------------------------------------
     def font(self, size: float, bold: bool = False) -> None:
+        if size == self.size and bold is self.bold and self._tf:
+            return
         self.size, self.bold = size, bold
         self._cw = _WIDTHS[bold]
         self._hi, self._lo = _SPLIT_WIDTHS[bold]
@@ -280,21 +284,26 @@ class Writer:
 
     # tables ----------------------------------------------------------------------
     def table_header(self, columns: Columns) -> None:
+        """The columns' titles (bold, wrapped to their columns) on a shaded band."""
         size, bold = self.size, self.bold
         self.font(6.3, True)
         lh = self.lh()
-        rows = [self.wrap(t, width - 2 * PAD) for t, width, _r in columns]
-        height = max(len(r) for r in rows) * lh + 1.0
+        lines = _HEADERS.get(columns)
+        if lines is None:  # the titles' layout is constant: computed once per process
+            lines = []
+            x = LEFT
+            for title, width, right in columns:
+                for i, line in enumerate(self.wrap(title, width - 2 * PAD)):
+                    while len(lines) <= i:
+                        lines.append([])
+                    lines[i].append((x + width - PAD - self.width(line) if right else x + PAD, line))
+                x += width
+            _HEADERS[columns] = lines
+        height = len(lines) * lh + 1.0
         self.canvas.fill(SHADE)
         self.canvas.rect(LEFT, self.y, WIDTH, height)
-        x = LEFT
-        for (_t, width, right), lines in zip(columns, rows, strict=True):
-            for i, line in enumerate(lines):
-                if right:
-                    self.put_right(x + width - PAD, self.y + 0.5 + i * lh, line)
-                else:
-                    self.put(x + PAD, self.y + 0.5 + i * lh, line)
-            x += width
+        for i, items in enumerate(lines):
+            self.put_line(self.y + 0.5 + i * lh, items)
         self.y += height + 0.5
         self.font(size, bold)
 
