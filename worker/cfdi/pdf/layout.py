@@ -3,12 +3,17 @@ flows text top-down over pages, shaded tables, and the QR. It knows nothing of C
 :mod:`worker.cfdi.pdf.document` decides what goes on the page, and
 :mod:`worker.cfdi.pdf.canvas` writes the PDF.
 
-Speed: text is measured with the fonts' width tables (a character's width looked up once
-per process, a string's summed in C), wrapped with our own word wrapper and placed as one
-operator per line at computed positions (no cells, no tables); the QR (zxing-cpp's
-compiled encoder) is one vector path of its modules' runs. Core Helvetica prints every
-cp1252 character; the others are printed with tiny embedded subsets of Kurinto
-(:mod:`worker.cfdi.fonts`) holding only the characters the document prints.
+Speed: text is measured with the fonts' width tables (a string's widths summed in C),
+wrapped with our own word wrapper and placed as one operator per string at computed
+positions, a table row's one-line cells as one text object (no cells, no tables); the
+QR (:func:`worker.cfdi.qr.qr_rows`) is one vector path of its modules' runs put together
+from per-process fragments. Core Helvetica prints every cp1252 character; the others are
+printed with tiny embedded subsets of Kurinto (:mod:`worker.cfdi.fonts`) holding only the
+characters the document prints.
+
+Caches kept across documents hold only what does not depend on an invoice: font metrics
+(per character), the table headers' layout (per column set), the QR path fragments (per
+chunk position and value).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from operator import getitem
 
 from worker.cfdi import fonts
 from worker.cfdi.pdf.canvas import Canvas, K
-from worker.cfdi.pdf.metrics import COURIER_ADVANCE, HELVETICA, HELVETICA_BOLD
+from worker.cfdi.pdf.metrics import HELVETICA, HELVETICA_BOLD
 from worker.cfdi.qr import MIN_SIDE_MM, qr_rows
 
 PAGE_H = 297.0
@@ -49,8 +54,12 @@ CP1252 = frozenset(bytes(range(256)).decode("cp1252", errors="ignore"))
 
 def _core_widths(table: tuple[int, ...]) -> dict[str, float]:
     """Character -> advance (1/1000 em) for every character cp1252 encodes."""
-    return {bytes([i]).decode("cp1252"): float(w) for i, w in enumerate(table) if bytes([i]).decode(
-        "cp1252", errors="ignore")}
+    widths = {}
+    for byte, advance in enumerate(table):
+        ch = bytes([byte]).decode("cp1252", errors="ignore")
+        if ch:
+            widths[ch] = float(advance)
+    return widths
 
 
 # Width tables per weight (False: regular, True: bold), 1/1000 em, keyed by character: the
@@ -68,6 +77,7 @@ _C1 = re.compile(b"[\x80-\x9f]")  # not cp1252 characters: measured in the embed
 
 
 def clean(text: str | None) -> str:
+    """``text`` on one line (CR, LF and tab as spaces); "" for None."""
     if not text:
         return ""
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
@@ -168,10 +178,6 @@ class Writer:
         """cp1252 text in Courier (every character 0.6 em wide) with its top-left at (x, y)."""
         self.canvas.fill(self.color)
         self.canvas.text(x, y + size * PT * 0.9, self.canvas.font_op("courier", size), text)
-
-    @staticmethod
-    def mono_width(text: str, size: float) -> float:
-        return len(text) * COURIER_ADVANCE * 0.001 * size / K
 
     # wrapping --------------------------------------------------------------------
     def wrap(self, text: str, width: float) -> list[str]:
@@ -294,6 +300,7 @@ class Writer:
             x = LEFT
             for title, width, right in columns:
                 for i, line in enumerate(self.wrap(title, width - 2 * PAD)):
+                    assert CP1252.issuperset(line), line  # drawn with put_line
                     while len(lines) <= i:
                         lines.append([])
                     lines[i].append((x + width - PAD - self.width(line) if right else x + PAD, line))

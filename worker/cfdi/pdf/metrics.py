@@ -3,8 +3,8 @@ cp1252 byte (the fonts are written with ``/Encoding /WinAnsiEncoding``).
 
 These are Adobe's published metrics of the standard 14 fonts (the AFM files of Helvetica
 and Helvetica-Bold), as fpdf2 ships them; every PDF viewer draws these fonts with these
-widths, so text measured here lands where it is placed. Courier advances 600 for every
-character.
+widths, so text measured here lands where it is placed. (Courier, used for the sellos,
+advances 600 for every character: the certification block counts characters.)
 """
 
 from __future__ import annotations
@@ -46,7 +46,5 @@ HELVETICA_BOLD: tuple[int, ...] = (
     556, 556, 556, 556, 556, 556, 889, 556, 556, 556, 556, 556, 278, 278, 278, 278,
     611, 611, 611, 611, 611, 611, 611, 584, 611, 611, 611, 611, 611, 556, 611, 556,
 )
-
-COURIER_ADVANCE = 600
 
 assert len(HELVETICA) == len(HELVETICA_BOLD) == 256
