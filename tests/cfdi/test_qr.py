@@ -1,4 +1,5 @@
-"""The SAT verification URL: exact tt and fe formats (Anexo 20)."""
+"""The SAT verification URL (exact tt and fe formats, Anexo 20) and the QR the PDF draws
+(zxing-cpp's, read back with zxing-cpp's reader; zbarimg reads the PDFs' in test_pdf)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from worker.cfdi.qr import format_total, make_qr, qr_modules, verification_url
+from worker.cfdi.qr import format_total, qr_rows, verification_url
 
 
 @pytest.mark.parametrize(
@@ -40,160 +41,64 @@ def test_ampersand_in_rfc_is_xml_escaped() -> None:
     assert "&re=Ñ&amp;A010101AAA&rr=XAXX010101000&tt=1.0&fe=12345678" in url
 
 
-def test_qr_error_level_at_least_m() -> None:
-    qr = make_qr("https://verificacfdi.facturaelectronica.sat.gob.mx/default.aspx?id=X")
-    assert qr.error in ("M", "Q", "H")
-    assert not qr.is_micro
-
-
-def test_qr_modules_decode_to_the_url_at_level_m() -> None:
-    """The PDF's QR modules, drawn as an image with a quiet zone, read back (zxing-cpp's
-    reader) to the exact URL at error correction M; zbarimg reads the PDFs' (test_pdf)."""
-    import zxingcpp
-    from PIL import Image
-
-    url = verification_url(uuid="6F35D3B5-3651-5370-BC2C-14CDBE384CD7", rfc_emisor="Ñ&A010101AAA",
-                           rfc_receptor="MCI7306249Y1", total="3327.01", sello="x" * 40 + "KklI5Q==")
-    n, modules = qr_modules(url)
-    assert (n - 21) % 4 == 0 and len(modules) == n * n and set(modules) == {0, 1}
-    img = Image.new("L", (n + 8, n + 8), 255)
-    img.putdata([0 if (0 <= r < n and 0 <= c < n and modules[r * n + c]) else 255
-                 for r in range(-4, n + 4) for c in range(-4, n + 4)])
-    found = zxingcpp.read_barcode(img.resize(((n + 8) * 4, (n + 8) * 4), Image.NEAREST))
-    assert found is not None and found.text == url and found.ec_level == "M"
-
-
-# --- the PDF's own encoder (worker.cfdi.qr.encode) -------------------------------------
-
 def _url(rfc_emisor: str = "EKU9003173C9", total: str = "3327.01") -> str:
     return verification_url(uuid="6F35D3B5-3651-5370-BC2C-14CDBE384CD7", rfc_emisor=rfc_emisor,
                             rfc_receptor="MCI7306249Y1", total=total, sello="x" * 40 + "KklI5Q==")
 
 
-# verification URLs (with an RFC holding Ñ and &, a total of 18 digits), and texts that land
-# in each class of character count lengths (versions 1-9, 10-26, 27-40) in each mode mix
-TEXTS = [
-    _url(), _url("Ñ&A010101AAA"), _url(total="999999999999999999.999999"),
-    "A", "hola", "HOLA MUNDO 123", "ab" * 40, "AB12-" * 60, "x" * 300, "Zz09:" * 200,
-    "https://example.com/?q=" + "ABCDEFGHIJ0123456789" * 30, "x" * 1400, "ALNUM 123 " * 250,
-]
-
-
-def _decode(n: int, modules: bytes) -> tuple[str, str]:
+def _decode(n: int, rows: list[int]) -> tuple[str, str]:
+    """The rows drawn as an image with a 4-module quiet zone, 4 pixels a module, read back:
+    (text, error correction level)."""
     import zxingcpp
     from PIL import Image
 
     img = Image.new("L", (n + 8, n + 8), 255)
-    img.putdata([0 if (0 <= r < n and 0 <= c < n and modules[r * n + c]) else 255
+    img.putdata([0 if (0 <= r < n and 0 <= c < n and rows[r] >> c & 1) else 255
                  for r in range(-4, n + 4) for c in range(-4, n + 4)])
     found = zxingcpp.read_barcode(img.resize(((n + 8) * 4, (n + 8) * 4), Image.NEAREST))
     assert found is not None
     return found.text, found.ec_level
 
 
-@pytest.mark.parametrize("text", TEXTS, ids=range(len(TEXTS)))
-def test_encoder_decodes_at_level_m(text: str) -> None:
-    n, modules = qr_modules(text)
-    assert (n - 21) % 4 == 0 and len(modules) == n * n and set(modules) <= {0, 1}
-    assert _decode(n, modules) == (text, "M")
-
-
-def test_verification_urls_fit_version_9() -> None:
-    """The UUID, RFCs and total go in alphanumeric segments: the QR keeps large modules."""
-    assert qr_modules(_url())[0] == 49  # version 8
-    assert qr_modules(_url("Ñ&A010101AAA", "999999999999999999.999999"))[0] <= 53
+# verification URLs (an RFC holding Ñ and &, a total of 18 digits) and texts of every size
+# class (versions 1 to 40): the rows must come out of zxing-cpp's image right at any size
+TEXTS = [
+    _url(), _url("Ñ&A010101AAA"), _url(total="999999999999999999.999999"),
+    "A", "hola", "HOLA MUNDO 123", "ab" * 40, "x" * 300, "x" * 1400, "ALNUM 123 " * 250,
+]
 
 
 @pytest.mark.parametrize("text", TEXTS, ids=range(len(TEXTS)))
-def test_encoder_matches_segno_for_every_mask(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Segments, bit stream, Reed-Solomon, interleaving, placement, masks, format and
-    version information: the same modules as segno given the same segments, version and
-    mask. (segno adds a whole zero byte when the stream already ends on a byte boundary
-    after the terminator, which ISO/IEC 18004 §7.4.10 does not: its rule is patched to
-    the standard's here.)"""
-    import segno
-    import segno.consts
-
-    from worker.cfdi import qr
-
-    monkeypatch.setattr(segno.encoder, "write_padding_bits",
-                        lambda buff, version, length: buff.extend([0] * (-length % 8)))
-    version, _data = qr._data_codewords(text, text.encode("latin-1"))
-    top = 9 if version <= 9 else 26 if version <= 26 else 40
-    segments = [(s, segno.consts.MODE_BYTE if mode == qr._MODE_BYTE else segno.consts.MODE_ALPHANUMERIC)
-                for mode, s in qr._segments(text, top)]
-    for mask in range(8):
-        ref = segno.make(segments, error="m", version=version, mask=mask, boost_error=False, micro=False)
-        assert qr.encode(text, mask) == (len(ref.matrix), bytes(v for row in ref.matrix for v in row)), mask
+def test_qr_rows_decode_to_the_text_at_level_m(text: str) -> None:
+    n, rows = qr_rows(text)
+    assert (n - 21) % 4 == 0 and 21 <= n <= 177 and len(rows) == n
+    assert all(0 <= row < 1 << n for row in rows)
+    assert _decode(n, rows) == (text, "M")
 
 
-def _iso_penalty(rows: list[list[int]]) -> int:
-    """ISO/IEC 18004 §7.8.3, written plainly: N1 runs of 5+ (3 + excess), N2 2x2 blocks
-    (3 each), N3 1011101 with 4 light modules before or after (outside the symbol is
-    light; 40 each), N4 dark proportion (10 per 5 % from 50 %)."""
-    n = len(rows)
-    score = 0
-    for line in rows + [[rows[r][c] for r in range(n)] for c in range(n)]:
-        run = 1
-        for i in range(1, n + 1):
-            if i < n and line[i] == line[i - 1]:
-                run += 1
-                continue
-            if run >= 5:
-                score += run - 2
-            run = 1
-        padded = [0] * 4 + line + [0] * 4
-        for i in range(4, n + 4 - 6):
-            if padded[i : i + 7] == [1, 0, 1, 1, 1, 0, 1] and (
-                    padded[i - 4 : i] == [0] * 4 or padded[i + 7 : i + 11] == [0] * 4):
-                score += 40
-    score += 3 * sum(rows[r][c] == rows[r][c + 1] == rows[r + 1][c] == rows[r + 1][c + 1]
-                     for r in range(n - 1) for c in range(n - 1))
-    return score + 10 * int(abs(sum(map(sum, rows)) / (n * n) * 100 - 50) / 5)
+def test_rows_put_column_c_at_bit_c() -> None:
+    """The finder patterns sit top-left, top-right and bottom-left, none bottom-right: a
+    row's bit c is its column c (not mirrored) and rows come top first (not flipped)."""
+    n, rows = qr_rows(_url())
+    finder = [0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111]
+    assert [row & 0x7F for row in rows[:7]] == finder  # top-left
+    assert [row >> (n - 7) for row in rows[:7]] == finder  # top-right
+    assert [row & 0x7F for row in rows[n - 7 :]] == finder  # bottom-left
+    assert [row >> (n - 7) for row in rows[n - 7 :]] != finder  # bottom-right: data
+    assert rows[7] & 0xFF == 0 and rows[7] >> (n - 8) == 0 and rows[n - 8] & 0xFF == 0  # separators
 
 
-@pytest.mark.parametrize("text", TEXTS[:6] + [TEXTS[7]], ids=range(7))
-def test_mask_penalty_is_iso_scoring(text: str) -> None:
-    """The bit-parallel scorer gives the plain scorer's penalty for every mask of the
-    symbol as scored (format and version areas light), and the lowest one is used."""
-    from worker.cfdi import qr
-
-    version, data = qr._data_codewords(text, text.encode("latin-1"))
-    geo = qr._geometry(version)
-    stream = qr._codewords(version, data)
-    placed = int("".join(geo.gather(format(int.from_bytes(stream), f"0{8 * len(stream)}b") + "0")), 2)
-    scores = []
-    for region in geo.masks:
-        m = geo.base | (placed ^ region)
-        modules = geo.modules(m)
-        rows = [list(modules[r * geo.n : (r + 1) * geo.n]) for r in range(geo.n)]
-        scores.append(geo.penalty(m))
-        assert scores[-1] == _iso_penalty(rows)
-    assert qr.encode(text) == qr.encode(text, scores.index(min(scores)))
+def test_verification_urls_keep_large_modules() -> None:
+    """A verification URL fits version 9 (53 modules a side, about 0.49 mm each in the
+    PDF's 30 mm square), also with Ñ and & in an RFC and an 18-digit total."""
+    assert qr_rows(_url())[0] <= 53
+    assert qr_rows(_url("Ñ&A010101AAA", "999999999999999999.999999"))[0] <= 53
 
 
-def test_alignment_and_information_tables() -> None:
-    import segno.consts
-
-    from worker.cfdi import qr
-
-    assert all(tuple(qr.alignment_positions(v)) == segno.consts.ALIGNMENT_POS[v - 2] for v in range(2, 41))
-    assert all(qr._format_bits(m) == segno.consts.FORMAT_INFO[m] for m in range(8))  # level M
-    assert all(qr._version_bits(v) == segno.consts.VERSION_INFO[v - 7] for v in range(7, 41))
-
-
-def test_text_beyond_latin1_falls_back_and_decodes() -> None:
-    text = _url("Ω東010101AAA")
-    n, modules = qr_modules(text)
-    assert _decode(n, modules) == (text, "M")
-
-
-@pytest.mark.parametrize("text", [_url(), _url("Ω東010101AAA")], ids=["own", "fallback"])
-def test_rows_are_the_modules(text: str) -> None:
-    """qr_rows (what the PDF draws) is qr_modules as one integer per row, bit c = column c."""
-    from worker.cfdi.qr import qr_rows
-
-    n, modules = qr_modules(text)
-    side, rows = qr_rows(text)
-    assert side == n and len(rows) == n
-    assert all((rows[r] >> c & 1) == modules[r * n + c] for r in range(n) for c in range(n))
+@pytest.mark.parametrize("text", [_url("Ω東010101AAA"), "ñ東 " + _url(), "€ " + _url()],
+                         ids=["shift-jis", "utf-8-eci", "iso-8859-15-eci"])
+def test_text_beyond_latin1_decodes(text: str) -> None:
+    """Text ISO-8859-1 cannot hold: zxing-cpp picks a character set (and an ECI naming it
+    where needed); the reader gets the text back."""
+    n, rows = qr_rows(text)
+    assert _decode(n, rows) == (text, "M")

@@ -6,10 +6,10 @@ flows text top-down over pages, shaded tables, and the QR. It knows nothing of C
 Speed: text is measured with the fonts' width tables (a string's widths summed in C),
 wrapped with our own word wrapper and placed as one operator per string at computed
 positions, a table row's one-line cells as one text object (no cells, no tables); the
-QR (:func:`worker.cfdi.qr.qr_rows`) is one vector path of its modules' runs put together
-from per-process fragments. Core Helvetica prints every cp1252 character; the others are
-printed with tiny embedded subsets of Kurinto (:mod:`worker.cfdi.fonts`) holding only the
-characters the document prints.
+QR (zxing-cpp's modules, :func:`worker.cfdi.qr.qr_rows`) is one vector path of its
+modules' runs put together from per-process fragments. Core Helvetica prints every
+cp1252 character; the others are printed with tiny embedded subsets of Kurinto
+(:mod:`worker.cfdi.fonts`) holding only the characters the document prints.
 
 Caches kept across documents hold only what does not depend on an invoice: font metrics
 (per character), the table headers' layout (per column set), the QR path fragments (per
