@@ -205,7 +205,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
 def warm_up() -> None:
     """Import and parse, in the main process, what every task needs, so the pool's forked
     children start hot (measured: cold children spent ~7 s in their first stamp on 2 cores
-    parsing WSDLs and importing zeep, lxml and fpdf2 all at once)."""
+    parsing WSDLs and importing zeep, lxml and the PDF library, fpdf2 then, all at once)."""
     import worker.invoices.notify  # noqa: F401
     import worker.invoices.pending  # noqa: F401
     import worker.invoices.stamping  # noqa: F401

@@ -20,7 +20,9 @@ from worker.cfdi.extract import StampedCfdi, extract
 from worker.cfdi.factory import build_invoice
 from worker.cfdi.pdf import LEGEND, render_pdf
 from worker.cfdi.pdf import format as fmt
-from worker.cfdi.qr import format_total, verification_url
+from worker.cfdi.pdf.canvas import K
+from worker.cfdi.pdf.layout import PAGE_H, QR_BORDER, QR_SIDE, RIGHT, TOP
+from worker.cfdi.qr import MIN_SIDE_MM, format_total, verification_url
 from worker.cfdi.sealing import seal
 from worker.cfdi.tfd import add_tfd, find_tfd
 from worker.cfdi.words import amount_in_words
@@ -216,6 +218,31 @@ def test_finkok_demo_sample_exact_qr(shared_dir: Path, qr_tools: tuple[str, str]
     )
     # its concepto carries U+23FB, outside cp1252: printed with an embedded font
     assert "Portable tetris gamepad pro++ ⏻" in _flat(_text(pdf)[0])
+
+
+def test_qr_printed_at_least_2_75_cm(pac: Csd, qr_tools: tuple[str, str], tmp_path: Path) -> None:
+    """The QR's path in page 1's content: its square (the 4-module quiet zone included, as
+    the layout sizes it) is QR_SIDE mm, at least SAT's 27.5 mm, inside the page's top
+    right, and it reads back (zbarimg) as the verification URL."""
+    stamped = _stamp(build_invoice(fecha=FECHA, seed=1, conceptos=10), pac, 1)
+    pdf = render_pdf(stamped)
+    content = PdfReader(io.BytesIO(pdf)).pages[0].get_contents()
+    assert content is not None
+    ops = content.get_data().decode("latin-1")
+    found = re.findall(r"q 0 g (\S+) 0 0 -(\S+) (\S+) (\S+) cm ((?:\d+ \d+ \d+ 1 re )+)f Q", ops)
+    assert len(found) == 1
+    m, m2, x0, top, path = found[0]
+    assert m == m2
+    runs = [tuple(map(int, r)) for r in re.findall(r"(\d+) (\d+) (\d+) 1 re", path)]
+    n = max(c + w for c, _r, w in runs)  # modules a side: the finder patterns reach each edge
+    assert n == max(r for _c, r, _w in runs) + 1 and (n - 21) % 4 == 0
+    module = float(m) / K  # mm
+    side = module * (n + 2 * QR_BORDER)
+    assert abs(side - QR_SIDE) < 0.01 and side >= MIN_SIDE_MM
+    x = float(x0) / K - QR_BORDER * module
+    y = PAGE_H - float(top) / K - QR_BORDER * module
+    assert abs(x + side - RIGHT) < 0.01 and abs(y - TOP) < 0.01
+    assert _decode_qr(pdf, qr_tools, tmp_path) == _expected_url(extract(stamped))
 
 
 def test_long_invoice_flows_over_pages(pac: Csd) -> None:

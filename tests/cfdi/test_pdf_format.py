@@ -62,3 +62,20 @@ def test_dates() -> None:
     assert date("2026-11-30T10:15:00") == "30/11/2026"
     assert date("2026-11-30") == "30/11/2026"
     assert date_time("not a date") == "not a date" and date_time("") == "" and date(None) == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0", "-0", "+5", "1.", "007", "-0.50", " 12 ", "1e3", "0.160000", "0.265", "0.106667", "-0.000000",
+     "0.5", "1_000", "1.5E-2", "123456789012345678.123456",
+     "-1.2300", "0.000000", ".5", "NaN", "Infinity", "", " ", "-", "abc"],
+)
+def test_plain_numbers_format_as_their_decimal(text: str) -> None:
+    """Amounts written as plain decimals are formatted from the string (no Decimal built):
+    the same result as through Decimal, and anything else still goes through Decimal."""
+    from worker.cfdi.pdf.format import _decimal, _grouped, _number
+
+    value = _decimal(text)
+    for min_decimals in (0, 2):
+        assert _number(text, min_decimals) == (None if value is None else _grouped(value, min_decimals))
+    assert _number(text, 0, shift=2) == (None if value is None else _grouped(value * 100, 0))  # rates

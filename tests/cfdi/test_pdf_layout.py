@@ -233,6 +233,37 @@ def test_emisor_logo_and_address(pac: Csd, poppler: tuple[str, str], tmp_path: P
     assert render_pdf(stamped, {rfc: {"logo": str(tmp_path / "bad.png")}}) == plain
 
 
+def test_logo_transparency_cmyk_and_palette(pac: Csd, poppler: tuple[str, str], tmp_path: Path) -> None:
+    """A PNG's alpha channel (or a palette's transparent colour) shows the page through; a
+    CMYK JPEG prints in its colours. Each logo is 40 x 10 mm at the top-left corner: its
+    left half is the colour, its right half transparent (or cyan, for the JPEG)."""
+    _pdftotext, pdftoppm = poppler
+    stamped = _stamp(build_invoice(fecha=FECHA, seed=51), pac, 51)
+    rfc = extract(stamped).emisor.rfc
+    rgba = Image.new("RGBA", (400, 100), (0, 0, 0, 0))
+    rgba.paste((20, 40, 200, 255), (0, 0, 200, 100))
+    rgba.save(tmp_path / "alpha.png")
+    pal = Image.new("P", (400, 100), 0)
+    pal.putpalette([255, 255, 0, 20, 40, 200] + [0] * 762)
+    pal.paste(1, (0, 0, 200, 100))
+    pal.save(tmp_path / "pal.png", transparency=0)
+    cmyk = Image.new("CMYK", (400, 100), (255, 0, 0, 0))  # cyan
+    cmyk.paste((200, 160, 0, 0), (0, 0, 200, 100))  # blue
+    cmyk.save(tmp_path / "cmyk.jpg", quality=95)
+    scale = 90 / 25.4  # px per mm
+    for name, right_side in (("alpha.png", "white"), ("pal.png", "white"), ("cmyk.jpg", "cyan")):
+        emisores = {rfc: {"logo": str(tmp_path / name)}}
+        _render(stamped, tmp_path, name, pdftoppm, emisores=emisores)
+        page = Image.open(tmp_path / f"{name}-first.png").convert("RGB")
+        r, g, b = page.getpixel((int(18 * scale), int(15 * scale)))
+        assert b > 120 and r < 100 and g < 120, (name, (r, g, b))  # blue
+        r, g, b = page.getpixel((int(42 * scale), int(15 * scale)))
+        if right_side == "white":
+            assert min(r, g, b) > 240, (name, (r, g, b))
+        else:
+            assert r < 100 and g > 150 and b > 150, (name, (r, g, b))
+
+
 def test_settings_pdf_emisores_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("celery", "kombu", "zeep", "sqlalchemy", "fastapi", "uvicorn", "fpdf", "httpx",
-         "worker.tasks", "worker.db.models")
+HEAVY = ("celery", "kombu", "zeep", "sqlalchemy", "fastapi", "uvicorn", "httpx",
+         "fontTools", "PIL", "zxingcpp", "worker.tasks", "worker.db.models")
 
 PROBE = """
 import json, sys

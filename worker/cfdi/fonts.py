@@ -2,25 +2,30 @@
 
 The faces come from the ``weblate-fonts`` package (Weblate's font collection, OFL):
 Kurinto Sans, a pan-Unicode family, with Kurinto Sans SC/JP/KR/TC as CJK fallbacks.
-They are 5-10 MB each, and fpdf2 parses and subsets a font file on every document, which
-costs hundreds of milliseconds. So each face is parsed once per process, and every
-document gets a tiny font (only the characters it prints) built with fontTools'
-FontBuilder from the parsed glyphs; tiny fonts are cached by character set. A tiny font's
-bytes depend only on the face and the character set (its head dates are the face's), so
-a PDF's bytes do not depend on the process or the clock.
+They are 5-10 MB each, so each face is parsed once per process (on first use), and:
+
+* :func:`face_for` picks the face that prints a character, and :func:`advance` gives its
+  width, both from the parsed face's cmap and metrics (cached per character), so text is
+  measured and laid out before any font file is built;
+* :func:`tiny_font` builds, with fontTools' FontBuilder, a complete TrueType font holding
+  only the characters a document prints, with everything the PDF needs to embed it
+  (glyph id per character, widths, descriptor values, the compressed font program).
+  Tiny fonts are cached in memory by (face, character set).
+
+A tiny font's bytes depend only on the face and the character set (its head dates are the
+face's, its glyph order follows the code points), so a PDF's bytes do not depend on the
+process or the clock.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import importlib.resources
 import io
-import shutil
-import tempfile
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +58,28 @@ def font_dir() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class TinyFont:
+    """A TrueType font with only some characters of a face, ready to embed as a PDF
+    CIDFontType2 with ``/CIDToGIDMap /Identity`` (so a character's CID is its glyph id).
+
+    Metrics are in 1/1000 em (PDF glyph space); ``gids`` maps each code point the font
+    prints to its glyph id; ``widths[gid]`` is that glyph's advance (glyph 0 is .notdef).
+    """
+
+    ps_name: str  # PostScript name, with a subset tag derived from the character set
+    data: bytes  # the font program (TrueType), as a PDF FontFile2 stream holds it
+    compressed: bytes  # ``data`` deflated, what the PDF embeds
+    gids: Mapping[int, int]
+    widths: tuple[int, ...]
+    ascent: int
+    descent: int
+    cap_height: int
+    bbox: tuple[int, int, int, int]
+    italic_angle: float
+    bold: bool
+
+
 class _Face:
     """One parsed font file: its cmap, metrics and glyphs, kept for the process."""
 
@@ -61,33 +88,44 @@ class _Face:
         self.font = TTFont(path, lazy=True)
         self.cmap: dict[int, str] = self.font.getBestCmap()
         self.glyf = self.font["glyf"]
-        self.hmtx = self.font["hmtx"].metrics
+        self.hmtx: dict[str, tuple[int, int]] = self.font["hmtx"].metrics
+        self.scale: float = 1000 / self.font["head"].unitsPerEm
+        self.bold: bool = self.font["OS/2"].usWeightClass >= 600
         self.lock = threading.Lock()
 
-    def tiny(self, codepoints: frozenset[int]) -> bytes:
+    def advance(self, cp: int) -> float:
+        """Advance width of code point ``cp`` in 1/1000 em (.notdef's when the face lacks it)."""
+        advance: int = self.hmtx[self.cmap.get(cp, ".notdef")][0]
+        return advance * self.scale
+
+    def tiny(self, codepoints: frozenset[int]) -> TinyFont:
         """A complete TrueType font holding only ``codepoints`` (and .notdef)."""
         with self.lock:  # glyph objects are expanded lazily: keep it single-threaded
             return self._tiny(codepoints)
 
-    def _tiny(self, codepoints: frozenset[int]) -> bytes:
+    def _tiny(self, codepoints: frozenset[int]) -> TinyFont:
         src = self.font
         cmap = {cp: self.cmap[cp] for cp in sorted(codepoints) if cp in self.cmap}
         order = [".notdef"]
         seen = {".notdef"}
-        todo = list(cmap.values())
-        while todo:  # glyph names, with the components of composite glyphs
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            order.append(name)
-            glyph = self.glyf[name]
+        for name in cmap.values():  # the characters' glyphs first, in code point order
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+        todo = list(order[1:])
+        while todo:  # then the components of composite glyphs
+            glyph = self.glyf[todo.pop()]
             if glyph.isComposite():
-                todo.extend(glyph.getComponentNames(self.glyf))
+                for name in glyph.getComponentNames(self.glyf):
+                    if name not in seen:
+                        seen.add(name)
+                        order.append(name)
+                        todo.append(name)
         head, hhea, os2, post = src["head"], src["hhea"], src["OS/2"], src["post"]
         names = src["name"]
         family = names.getBestFamilyName() or "Kurinto"
         style = names.getBestSubFamilyName() or "Regular"
+        ps_name = f"{family}-{style}".replace(" ", "")
         fb = FontBuilder(head.unitsPerEm, isTTF=True)
         # FontBuilder stamps head.created/modified with the current time, which made the
         # same CFDI render to different bytes in different processes: take the face's own.
@@ -100,7 +138,7 @@ class _Face:
         fb.setupNameTable({
             "familyName": family, "styleName": style,
             "uniqueFontIdentifier": f"{family}-{style}-subset", "fullName": f"{family} {style}",
-            "psName": f"{family}-{style}".replace(" ", ""),
+            "psName": ps_name,
         })
         fb.setupOS2(
             sTypoAscender=os2.sTypoAscender, sTypoDescender=os2.sTypoDescender, sTypoLineGap=os2.sTypoLineGap,
@@ -115,84 +153,79 @@ class _Face:
         )
         out = io.BytesIO()
         fb.save(out)
-        return out.getvalue()
+        data = out.getvalue()
+        gid = {name: i for i, name in enumerate(order)}
+        s = self.scale
+        # a subset's PostScript name starts with six capitals naming the subset (PDF 9.6.4)
+        digest = hashlib.sha256(",".join(map(str, sorted(cmap))).encode()).digest()
+        tag = "".join(chr(65 + b % 26) for b in digest[:6])
+        return TinyFont(
+            ps_name=f"{tag}+{ps_name}",
+            data=data,
+            compressed=zlib.compress(data),
+            gids={cp: gid[name] for cp, name in cmap.items()},
+            widths=tuple(round(self.hmtx[name][0] * s) for name in order),
+            ascent=round(hhea.ascent * s),
+            descent=round(hhea.descent * s),
+            cap_height=round(getattr(os2, "sCapHeight", hhea.ascent) * s),
+            bbox=(round(head.xMin * s), round(head.yMin * s), round(head.xMax * s), round(head.yMax * s)),
+            italic_angle=float(post.italicAngle),
+            bold=self.bold,
+        )
 
 
 _faces: dict[str, _Face] = {}
 _faces_lock = threading.Lock()
-_tiny_paths: OrderedDict[tuple[str, frozenset[int]], Path] = OrderedDict()
+_tiny: OrderedDict[tuple[str, frozenset[int]], TinyFont] = OrderedDict()
 _tiny_lock = threading.Lock()
-_tmpdir: Path | None = None
+_face_of: dict[tuple[str, bool], str] = {}
 
 
 def face(file_name: str) -> _Face:
+    """The parsed face of ``file_name`` (parsed on first use, kept for the process)."""
     with _faces_lock:
         if file_name not in _faces:
             _faces[file_name] = _Face(font_dir() / file_name)
         return _faces[file_name]
 
 
-def _temp_dir() -> Path:
-    global _tmpdir
-    if _tmpdir is None:
-        _tmpdir = Path(tempfile.mkdtemp(prefix="cfdi-fonts-"))
-        atexit.register(shutil.rmtree, _tmpdir, True)
-    return _tmpdir
+def face_for(ch: str, bold: bool = False) -> str:
+    """The file of the face that prints ``ch``: Kurinto Sans (Bold when ``bold`` and the bold
+    face has it), else the first CJK fallback that has it; Kurinto Sans when none does
+    (the PDF then shows its .notdef box). Cached per character."""
+    key = (ch, bold)
+    found = _face_of.get(key)
+    if found is None:
+        cp = ord(ch)
+        if bold and cp in face(BOLD).cmap:
+            found = BOLD
+        elif cp in face(REGULAR).cmap:
+            found = REGULAR
+        else:
+            found = next((name for name in FALLBACKS if cp in face(name).cmap), REGULAR)
+        _face_of[key] = found
+    return found
 
 
-def tiny_font_file(file_name: str, codepoints: frozenset[int]) -> Path:
-    """A file with the tiny font (fpdf2 reads fonts from paths), cached by character set."""
+def advance(ch: str, bold: bool = False) -> float:
+    """Width of ``ch`` in 1/1000 em in the face :func:`face_for` picks."""
+    return face(face_for(ch, bold)).advance(ord(ch))
+
+
+def tiny_font(file_name: str, codepoints: frozenset[int]) -> TinyFont:
+    """The tiny font of face ``file_name`` for ``codepoints``, cached by character set.
+
+    Code points the face lacks are left out (``gids`` has no entry: print glyph 0)."""
     key = (file_name, codepoints)
     with _tiny_lock:
-        if key in _tiny_paths:
-            _tiny_paths.move_to_end(key)
-            return _tiny_paths[key]
-    data = face(file_name).tiny(codepoints)
-    digest = hashlib.sha256(file_name.encode() + b"|" + ",".join(map(str, sorted(codepoints))).encode())
-    path = _temp_dir() / f"{digest.hexdigest()[:24]}.ttf"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+        found = _tiny.get(key)
+        if found is not None:
+            _tiny.move_to_end(key)
+            return found
+    built = face(file_name).tiny(codepoints)
     with _tiny_lock:
-        _tiny_paths[key] = path
-        while len(_tiny_paths) > _TINY_CACHE_SIZE:
-            _, old = _tiny_paths.popitem(last=False)
-            old.unlink(missing_ok=True)
-    return path
+        _tiny[key] = built
+        while len(_tiny) > _TINY_CACHE_SIZE:
+            _tiny.popitem(last=False)
+    return built
 
-
-@dataclass(frozen=True)
-class FontPlan:
-    """Tiny font files for one document: the main regular/bold faces and CJK fallbacks."""
-
-    regular: Path
-    bold: Path
-    chars: frozenset[str]  # what the main faces print
-    fallbacks: tuple[tuple[Path, frozenset[str]], ...]  # (file, characters it prints)
-    missing: frozenset[str]  # characters no face has (printed as .notdef boxes)
-
-
-def plan_fonts(texts: Iterable[str]) -> FontPlan:
-    """Pick faces for every character of ``texts`` and build their tiny fonts."""
-    chars = {ord(ch) for text in texts for ch in text if ch not in "\r\n\t"}
-    chars.add(32)  # fpdf2 looks the space glyph up in every font
-    main = face(REGULAR)
-    main_set = frozenset(cp for cp in chars if cp in main.cmap)
-    rest = set(chars - main_set)
-    fallbacks: list[tuple[Path, frozenset[str]]] = []
-    for name in FALLBACKS:
-        if not rest:
-            break
-        fb_face = face(name)
-        got = frozenset(cp for cp in rest if cp in fb_face.cmap)
-        if got:
-            fallbacks.append((tiny_font_file(name, got | {32}), frozenset(map(chr, got))))
-            rest -= got
-    bold_set = frozenset(cp for cp in main_set if cp in face(BOLD).cmap)
-    return FontPlan(
-        regular=tiny_font_file(REGULAR, main_set),
-        bold=tiny_font_file(BOLD, bold_set),
-        chars=frozenset(map(chr, main_set)),
-        fallbacks=tuple(fallbacks),
-        missing=frozenset(map(chr, rest)),
-    )

@@ -3,11 +3,13 @@
 ``tt`` is the total with at most 6 decimals and no insignificant zeros, but at least one
 decimal (1000.00 -> 1000.0, 0 -> 0.0, 0.1234565 -> 0.123457); ``fe`` the last 8
 characters of the emisor's Sello, as they are (not URL-encoded). Error correction is
-at least M; the printed side must be at least 2.75 cm.
+at least M; the printed side must be at least 2.75 cm (:data:`MIN_SIDE_MM`).
 
-:func:`qr_modules` is what the PDF draws: zxing-cpp's compiled encoder (about 0.5 ms,
-against 2-3 ms for segno's pure-Python one), with segno as the fallback where the
-zxing-cpp wheel is not installed. Both give a QR at level M that decodes to the URL.
+:func:`qr_rows` is what the PDF draws: the QR made by zxing-cpp's compiled encoder at
+error correction M, read out of its one-byte-per-module image as one integer per row;
+:func:`worker.cfdi.pdf.layout.draw_qr` draws it. A verification URL is ASCII but for
+an Ñ in an RFC, so zxing-cpp writes it in ISO-8859-1, without an ECI; other text gets
+the character set zxing-cpp picks for it (with an ECI naming it where that is needed).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from xml.sax.saxutils import escape
 
-import segno
+import zxingcpp
 
 VERIFY_BASE = "https://verificacfdi.facturaelectronica.sat.gob.mx/default.aspx"
 MIN_SIDE_MM = 27.5
@@ -38,31 +40,18 @@ def verification_url(
     )
 
 
-def make_qr(url: str) -> segno.QRCode:
-    """The QR with error correction M (segno may raise it when that costs no extra size)."""
-    return segno.make(url, error="m", micro=False)
-
-
-def qr_modules(url: str) -> tuple[int, bytes]:
+def qr_rows(url: str) -> tuple[int, list[int]]:
     """The QR of ``url`` at error correction M, without quiet zone: its side in modules
-    and its modules row by row, one byte each (non-zero = dark)."""
-    try:
-        import zxingcpp
-    except ImportError:  # pragma: no cover - zxing-cpp is a dependency; segno is the fallback
-        rows = make_qr(url).matrix
-        return len(rows), bytes(1 if dark else 0 for row in rows for dark in row)
+    and one integer per row, top row first, whose bit c is column c (1 = dark)."""
     code = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
     # zxing-cpp's Image is a buffer (rows x columns, one byte each); its stub omits __buffer__
     view = memoryview(code.to_image(scale=1, add_quiet_zones=False))  # type: ignore[arg-type]
     n = len(view)  # the first dimension: rows
     assert view.shape == (n, n), view.shape
-    # the image is 0 for a dark module, 255 for a light one
-    return n, bytes(view).translate(_INVERT)
+    # 0 is a dark module, 255 a light one: as "1"/"0" digits, read backwards, so that
+    # each row's digits come last column first and int(..., 2) puts column c at bit c
+    bits = bytes(view).translate(_TO_DIGITS)[::-1]
+    return n, [int(bits[(n - 1 - r) * n : (n - r) * n], 2) for r in range(n)]
 
 
-_INVERT = bytes([1] + [0] * 255)
-
-
-def qr_matrix(url: str) -> tuple[tuple[int, ...], ...]:
-    """Module rows (1 = dark) without the quiet zone."""
-    return tuple(tuple(row) for row in make_qr(url).matrix)
+_TO_DIGITS = bytes([ord("1")] + [ord("0")] * 255)

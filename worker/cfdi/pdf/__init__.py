@@ -1,6 +1,6 @@
-"""The printed representation (representación impresa) of a stamped CFDI 4.0, with fpdf2:
+"""The printed representation (representación impresa) of a stamped CFDI 4.0:
 ``document`` says what it shows, ``layout`` how it is drawn (page geometry, fonts, text
-flow over pages, tables, the QR image).
+flow over pages, tables, the QR), ``canvas`` writes the PDF file.
 
     render_pdf(stamped_xml)   # PDF bytes
 """

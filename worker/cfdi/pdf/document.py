@@ -19,13 +19,13 @@ The base64 blocks are set in Courier so they wrap by character count.
 from __future__ import annotations
 
 import datetime as dt
-import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from worker.cfdi import catalogs as cat
 from worker.cfdi.extract import Concepto, StampedCfdi, Tax, extract
 from worker.cfdi.pdf import format as fmt
 from worker.cfdi.pdf.branding import Branding, branding_for
+from worker.cfdi.pdf.canvas import Canvas
 from worker.cfdi.pdf.layout import (
     CP1252,
     LEFT,
@@ -35,11 +35,9 @@ from worker.cfdi.pdf.layout import (
     TOP,
     WIDTH,
     Columns,
-    Page,
     Writer,
     clean,
     draw_qr,
-    fonts_for,
 )
 from worker.cfdi.qr import verification_url
 from worker.cfdi.words import amount_in_words
@@ -116,32 +114,16 @@ class _Renderer:
         self.cur = comp.moneda
         serie_folio = "-".join(p for p in (comp.serie, comp.folio) if p)
         label = f"Folio fiscal {cfdi.tfd.uuid}" + (f" · {serie_folio}" if serie_folio else "")
-        self.pdf = Page(label, f"{LEGEND}. {label}")
-        # The same CFDI renders to the same bytes (a resend to SIF carries the same PDF):
-        # the creation date, and with it the file ID, come from the certification time.
-        self.pdf.set_creation_date(_certified_at(cfdi.tfd.fecha_timbrado))
-        self.fonts = fonts_for(self._texts())
-        self.w = Writer(self.pdf, self.fonts)
-        self.pdf.writer = self.w
+        self.title = label
+        self.canvas = Canvas()
+        self.w = Writer(self.canvas, f"{LEGEND}. {label}")
         self.serie_folio = serie_folio
-
-    # fonts ------------------------------------------------------------------------
-    def _texts(self) -> Iterator[str]:
-        """Every string of the CFDI (all of it may be printed)."""
-        stack: list[object] = [self.c, self.branding]
-        while stack:
-            obj = stack.pop()
-            if isinstance(obj, str):
-                yield obj
-            elif isinstance(obj, tuple):
-                stack.extend(obj)
-            elif hasattr(obj, "__dataclass_fields__"):
-                stack.extend(getattr(obj, name) for name in obj.__dataclass_fields__)
 
     # sections -----------------------------------------------------------------------
     def render(self) -> bytes:
-        pdf = self.pdf
-        pdf.add_page()
+        """The PDF. The same CFDI renders to the same bytes (a resend to SIF carries the same
+        PDF): the creation date, and with it the file ID, come from the certification time."""
+        self.canvas.add_page()
         self.header()
         self.parties()
         self.general()
@@ -150,7 +132,9 @@ class _Renderer:
         if self.c.pagos:
             self.pagos()
         self.certification()
-        return bytes(pdf.output())
+        self.w.finish()
+        return self.canvas.output(title=self.title, creator="rupture-billing-worker",
+                                  created=_certified_at(self.c.tfd.fecha_timbrado))
 
     def header(self) -> None:
         """The emisor's logo (if configured) and data on the left, title and serie/folio,
@@ -176,7 +160,7 @@ class _Renderer:
         if logo is not None:
             scale = min(LOGO_MAX[0] / logo.width_px, LOGO_MAX[1] / logo.height_px)
             lw, lh = logo.width_px * scale, logo.height_px * scale
-            self.pdf.image(io.BytesIO(logo.data), x=LEFT, y=TOP, w=lw, h=lh)
+            self.canvas.image(logo.image, LEFT, TOP, lw, lh)
             x = LEFT + lw + 3
             logo_bottom = TOP + lh
         # the emisor block stops 4 mm before the title block
@@ -442,7 +426,7 @@ class _Renderer:
 
     # certification ------------------------------------------------------------------
     def certification(self) -> None:
-        w, c, pdf = self.w, self.c, self.pdf
+        w, c = self.w, self.c
         x_text = LEFT
         text_w = WIDTH
         mono = 6.0
@@ -471,9 +455,8 @@ class _Renderer:
             w.put(x_text, w.y, title)
             w.y += head_lh
             if mono_ok:
-                pdf.set_font("courier", "", mono)
                 for line in lines:
-                    pdf.text(x_text, w.y + mono * PT * 0.9, line)
+                    w.put_mono(x_text, w.y, line, mono)
                     w.y += lh_mono
             else:
                 w.font(mono)
@@ -495,7 +478,7 @@ class _Renderer:
             uuid=c.tfd.uuid, rfc_emisor=c.emisor.rfc, rfc_receptor=c.receptor.rfc,
             total=c.comprobante.total, sello=c.comprobante.sello,
         )
-        draw_qr(self.pdf, url, x, y, QR_SIDE)
+        draw_qr(self.canvas, url, x, y, QR_SIDE)
 
 
 Emisores = Mapping[str, Mapping[str, str]]

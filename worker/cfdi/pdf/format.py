@@ -13,6 +13,7 @@ them; text extraction reads it as a space.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 
 NBSP = "\u00a0"
@@ -43,23 +44,44 @@ def _grouped(value: Decimal, min_decimals: int) -> str:
     return sign + grouped + (f".{frac}" if frac else "")
 
 
+# A number as CFDIs write them (no exponent, ASCII digits): formatted from the string
+# itself, as _grouped would from its Decimal, without building one.
+_PLAIN = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?", re.ASCII)
+
+
+def _number(text: str | None, min_decimals: int, shift: int = 0) -> str | None:
+    """``text`` times 10 ** ``shift``, grouped (see :func:`_grouped`), or None when it is
+    not a finite number."""
+    if text is None:
+        return None
+    m = _PLAIN.fullmatch(text.strip())
+    if m is None:
+        value = _decimal(text)
+        return None if value is None else _grouped(value * 10**shift if shift else value, min_decimals)
+    sign, whole, frac = m.groups()
+    frac = frac or ""
+    if shift:  # move the point right
+        frac = frac.ljust(shift, "0")
+        whole, frac = whole + frac[:shift], frac[shift:]
+    frac = frac.rstrip("0").ljust(min_decimals, "0")
+    return ("-" if sign == "-" else "") + f"{int(whole):,}" + (f".{frac}" if frac else "")
+
+
 def money(text: str | None, currency: str = "MXN") -> str:
     """``"1160.000000"`` -> ``"$1,160.00"``: the currency's symbol, thousands separators,
     at least 2 decimals and every significant one (``"0.123456"`` -> ``"$0.123456"``).
     Empty stays empty; what is not a number comes back as written."""
-    value = _decimal(text)
-    if value is None:
+    number = _number(text, 2)
+    if number is None:
         return text or ""
-    return SYMBOLS.get(currency.upper(), "") + _grouped(value, 2)
+    return SYMBOLS.get(currency.upper(), "") + number
 
 
 def quantity(text: str | None) -> str:
     """``"1.000000"`` -> ``"1"``, ``"1500.5"`` -> ``"1,500.5"``: thousands separators and
     no insignificant zeros."""
-    value = _decimal(text)
-    if value is None:
-        return text or ""
-    return _grouped(value, 0)
+    number = _number(text, 0)
+    return (text or "") if number is None else number
 
 
 def rate(text: str | None, tipo_factor: str | None = "Tasa") -> str:
@@ -68,12 +90,10 @@ def rate(text: str | None, tipo_factor: str | None = "Tasa") -> str:
     (``1.500000`` -> ``$1.50``); Exento (no rate) -> ``Exento``."""
     if tipo_factor == "Exento":
         return "Exento"
-    value = _decimal(text)
-    if value is None:
-        return text or ""
     if tipo_factor == "Cuota":
         return money(text)
-    return _grouped(value * 100, 0) + NBSP + "%"
+    percent = _number(text, 0, shift=2)
+    return (text or "") if percent is None else percent + NBSP + "%"
 
 
 def date_time(text: str | None) -> str:

@@ -1,26 +1,32 @@
 """Page layout for the printed CFDI: A4 geometry, fonts, a writer that places, wraps and
-flows text top-down over pages, shaded tables, and the QR as an image. It knows nothing
-of CFDIs; :mod:`worker.cfdi.pdf.document` decides what goes on the page.
+flows text top-down over pages, shaded tables, and the QR. It knows nothing of CFDIs;
+:mod:`worker.cfdi.pdf.document` decides what goes on the page, and
+:mod:`worker.cfdi.pdf.canvas` writes the PDF.
 
-Speed: text is placed with ``FPDF.text`` at computed positions (no cells, no tables),
-lines are wrapped with our own word wrapper, the QR (zxing-cpp's compiled encoder) is
-one vector path of its modules' runs, and
-core Helvetica is used whenever every string is cp1252; otherwise tiny per-document
-subsets of Kurinto (:mod:`worker.cfdi.fonts`) are embedded.
+Speed: text is measured with the fonts' width tables (a string's widths summed in C),
+wrapped with our own word wrapper and placed as one operator per string at computed
+positions, a table row's one-line cells as one text object (no cells, no tables); the
+QR (zxing-cpp's modules, :func:`worker.cfdi.qr.qr_rows`) is one vector path of its
+modules' runs put together from per-process fragments. Core Helvetica prints every
+cp1252 character; the others are printed with tiny embedded subsets of Kurinto
+(:mod:`worker.cfdi.fonts`) holding only the characters the document prints.
+
+Caches kept across documents hold only what does not depend on an invoice: font metrics
+(per character), the table headers' layout (per column set), the QR path fragments (per
+chunk position and value).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from operator import getitem
 
-from fpdf import FPDF
-from fpdf.fonts import CoreFont, TTFFont
-
-from worker.cfdi.fonts import FontPlan, plan_fonts
-from worker.cfdi.qr import MIN_SIDE_MM, qr_modules
+from worker.cfdi import fonts
+from worker.cfdi.pdf.canvas import Canvas, K
+from worker.cfdi.pdf.metrics import HELVETICA, HELVETICA_BOLD
+from worker.cfdi.qr import MIN_SIDE_MM, qr_rows
 
 PAGE_H = 297.0
 LEFT = 10.0
@@ -31,7 +37,9 @@ BOTTOM = 283.0  # content stops here; the footer sits below
 PT = 0.3528  # mm per point
 QR_SIDE = 30.0  # mm, above SAT's 27.5 mm minimum
 QR_BORDER = 4  # quiet zone, in modules
+BLACK = (0, 0, 0)
 GRAY = (90, 90, 90)
+RULE = (160, 160, 160)
 SHADE = (230, 230, 230)
 
 # A table's columns: (title, width mm, right-aligned)
@@ -41,147 +49,101 @@ Columns = tuple[tuple[str, float, bool], ...]
 PAD = 1.0
 MIN_FIT_SIZE = 4.5  # pt: the smallest an amount is set to fit its column
 
+CP1252 = frozenset(bytes(range(256)).decode("cp1252", errors="ignore"))
+
+
+def _core_widths(table: tuple[int, ...]) -> dict[str, float]:
+    """Character -> advance (1/1000 em) for every character cp1252 encodes."""
+    widths = {}
+    for byte, advance in enumerate(table):
+        ch = bytes([byte]).decode("cp1252", errors="ignore")
+        if ch:
+            widths[ch] = float(advance)
+    return widths
+
+
+# Width tables per weight (False: regular, True: bold), 1/1000 em, keyed by character: the
+# core font's for cp1252, and, added on first sight, the embedded face's for any other
+# character. Shared by every document of the process (font metrics only).
+_WIDTHS: dict[bool, dict[str, float]] = {False: _core_widths(HELVETICA), True: _core_widths(HELVETICA_BOLD)}
+# The same core widths split in high and low bytes, indexed by byte: a string that
+# ISO-8859-1 encodes (cp1252's bytes for those characters) is measured by two
+# bytes.translate and two sums, all in C (~2x faster than a lookup per character).
+_SPLIT_WIDTHS = {bold: (bytes(w >> 8 for w in table), bytes(w & 0xFF for w in table))
+                 for bold, table in ((False, HELVETICA), (True, HELVETICA_BOLD))}
+# Table headers' lines: per line, (x, text) of each column's title (bold, 6.3 pt)
+_HEADERS: dict[Columns, list[list[tuple[float, str]]]] = {}
+_C1 = re.compile(b"[\x80-\x9f]")  # not cp1252 characters: measured in the embedded face
+
 
 def clean(text: str | None) -> str:
+    """``text`` on one line (CR, LF and tab as spaces); "" for None."""
     if not text:
         return ""
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
-class Page(FPDF):
-    """An A4 page in mm with our margins; its footer (drawn by the writer) is ``footer_text``
-    and "Página n de N"."""
+class Writer:
+    """Places text top-down on a :class:`Canvas`, wrapping and breaking pages.
 
-    def __init__(self, title: str, footer_text: str) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
-        self.footer_text = footer_text
-        self.core_fonts_encoding = "cp1252"
-        self.set_auto_page_break(False)
-        self.set_margins(LEFT, TOP, LEFT)
-        self.set_creator("rupture-billing-worker")
-        self.set_title(title)
-
-    writer: Writer | None = None
-
-    def footer(self) -> None:
-        w = self.writer
-        if w is None:
-            return
-        size, bold = w.size, w.bold
-        self.set_text_color(*GRAY)
-        w.font(6.5)
-        w.put(LEFT, PAGE_H - 9.6, self.footer_text)
-        # cell() (not text()) so that fpdf2 replaces {nb} with the page count
-        self.set_xy(RIGHT - 25, PAGE_H - 10)
-        self.cell(25, 4, f"Página {self.page_no()} de {{nb}}", align="R")
-        self.set_text_color(0, 0, 0)
-        w.font(size or 7, bold)
-
-
-CP1252 = frozenset(bytes(range(256)).decode("cp1252", errors="ignore"))
-try:  # fpdf2's width tables of the core fonts (1/1000 em, keyed by latin-1 char)
-    from fpdf.fonts import CORE_FONTS_CHARWIDTHS as _CORE_WIDTHS
-except ImportError:  # pragma: no cover - older/newer fpdf2 layout
-    _CORE_WIDTHS = {}
-
-
-@dataclass
-class Fonts:
-    """Faces besides core Helvetica: tiny Kurinto subsets for the characters cp1252 lacks.
-
-    Helvetica prints every cp1252 character in both modes; an embedded face prints only
-    the others, so documents stay small and fast even with one exotic character.
+    Its state is a position ``y`` (mm from the page top), a font (``size`` pt, ``bold``)
+    and a text colour. Every page gets, at :meth:`finish`, ``footer_text`` and
+    "Página n de N" at its bottom.
     """
 
-    plan: FontPlan | None = None
-    faces: tuple[tuple[str, frozenset[str]], ...] = ()  # (fpdf2 family, characters), in fallback order
-    files: dict[str, Path] = field(default_factory=dict)  # fpdf2 font key -> tiny font file
-
-
-def fonts_for(texts: Iterable[str]) -> Fonts:
-    """Core Helvetica alone when every character of ``texts`` is cp1252; else Helvetica plus
-    tiny embedded faces for the characters it lacks."""
-    extra = {ch for text in texts for ch in text if ch not in CP1252} - {"\r", "\n", "\t"}
-    if not extra:
-        return Fonts()
-    plan = plan_fonts(["".join(sorted(extra))])
-    faces = [("uni", plan.chars)] + [(f"unifb{i}", chars) for i, (_p, chars) in enumerate(plan.fallbacks)]
-    files = {"uni": plan.regular, "uniB": plan.bold}
-    files.update({f"unifb{i}": path for i, (path, _c) in enumerate(plan.fallbacks)})
-    return Fonts(plan, tuple(faces), files)
-
-
-class Writer:
-    """Places text top-down, wrapping and breaking pages."""
-
-    def __init__(self, pdf: Page, fonts: Fonts) -> None:
-        self.pdf = pdf
-        self.fonts = fonts
+    def __init__(self, canvas: Canvas, footer_text: str) -> None:
+        self.canvas = canvas
+        self.footer_text = footer_text
         self.y = TOP
         self.size = 0.0
         self.bold = False
+        self.color = BLACK
         self.on_new_page: list[Callable[[], None]] = []
-        # width tables, 1/1000 em: keyed by latin-1 char (core fonts) or by code point (embedded)
-        self._widths: dict[str, Mapping[Any, float]] = {}
+        self._cw = _WIDTHS[False]
+        self._hi, self._lo = _SPLIT_WIDTHS[False]
+        self._scale = 0.0  # mm per 1/1000 em at the current size
+        self._tf = ""  # the canvas's operator for the current core font
 
     # fonts -----------------------------------------------------------------------
     def font(self, size: float, bold: bool = False) -> None:
+        if size == self.size and bold is self.bold and self._tf:
+            return
         self.size, self.bold = size, bold
-        self.pdf.set_font("helvetica", "B" if bold else "", size)
+        self._cw = _WIDTHS[bold]
+        self._hi, self._lo = _SPLIT_WIDTHS[bold]
+        self._scale = size * 0.001 / K
+        self._tf = self.canvas.font_op("helveticaB" if bold else "helvetica", size)
 
     def lh(self, size: float | None = None) -> float:
         return (size or self.size) * PT * 1.22
 
-    def _key(self, face: str) -> str:
-        """fpdf2 font key of a face in the current weight (fallback faces have no bold)."""
-        if face in ("helvetica", "uni") and self.bold:
-            return face + "B"
-        return face
-
-    def _cw(self, key: str) -> Mapping[Any, float]:
-        cw = self._widths.get(key)
-        if cw is None:
-            if key.startswith("helvetica"):
-                cw = _CORE_WIDTHS.get(key)
-                if cw is None:
-                    self.pdf.set_font("helvetica", key[9:], self.size)
-                    current = self.pdf.current_font
-                    assert current is not None  # set_font just set it
-                    cw = current.cw
-                    self.pdf.set_font("helvetica", "B" if self.bold else "", self.size)
-            else:
-                cw = self._embedded(key).cw
-            self._widths[key] = cw
-        return cw
-
-    def _embedded(self, key: str) -> CoreFont | TTFFont:
-        """The fpdf2 font for ``key``, added on first use (unused faces cost nothing)."""
-        fonts = self.pdf.fonts
-        if key not in fonts:
-            family = key[:-1] if key.endswith("B") else key
-            self.pdf.add_font(family, "B" if key.endswith("B") else "", self.fonts.files[key])
-        return fonts[key]
-
     def width(self, text: str) -> float:
-        """String width in mm from the fonts' width tables (fpdf2's own is ~10x slower)."""
-        total = 0.0
-        for run, face in self._runs(text):
-            key = self._key(face)
-            cw = self._cw(key)
-            if face == "helvetica":
-                total += sum(cw[c] for c in run.encode("cp1252").decode("latin-1"))
-            else:
-                total += sum(cw[ord(c)] for c in run)
-        return total * self.size * 0.001 / self.pdf.k
+        """String width in mm in the current font."""
+        try:
+            b = text.encode("latin-1")
+        except UnicodeEncodeError:  # cp1252's other characters, or beyond: per character
+            return self._width_chars(text)
+        if not b.isascii() and _C1.search(b):
+            return self._width_chars(text)
+        return ((sum(b.translate(self._hi)) << 8) + sum(b.translate(self._lo))) * self._scale
 
-    def _runs(self, text: str) -> Iterator[tuple[str, str]]:
-        """Split text into runs of one face: Helvetica for cp1252, embedded faces for the rest."""
-        if self.fonts.plan is None or CP1252.issuperset(text):
-            yield text, "helvetica"
-            return
-        start, current = 0, "helvetica"
+    def _width_chars(self, text: str) -> float:
+        try:
+            return sum(map(self._cw.__getitem__, text)) * self._scale
+        except KeyError:  # a character not seen yet: outside cp1252
+            pass
+        cw = self._cw
+        for ch in text:
+            if ch not in cw:
+                cw[ch] = fonts.advance(ch, self.bold)
+        return sum(map(cw.__getitem__, text)) * self._scale
+
+    def _runs(self, text: str) -> Iterator[tuple[str, str | None]]:
+        """Split text into runs of one face: None (core Helvetica) for cp1252, else the
+        embedded face's file."""
+        start, current = 0, None
         for i, ch in enumerate(text):
-            face = "helvetica" if ch in CP1252 else self._face_for(ch)
+            face = None if ch in CP1252 else fonts.face_for(ch, self.bold)
             if face != current:
                 if i > start:
                     yield text[start:i], current
@@ -189,31 +151,33 @@ class Writer:
         if start < len(text):
             yield text[start:], current
 
-    def _face_for(self, ch: str) -> str:
-        for name, chars in self.fonts.faces:
-            if ch in chars:
-                return name
-        return "uni"  # no face has it: fpdf2 prints .notdef
-
     def put(self, x: float, y: float, text: str) -> None:
         """Text with its top-left at (x, y)."""
+        canvas = self.canvas
+        canvas.fill(self.color)
         base = y + self.size * PT * 0.9
-        pdf = self.pdf
-        if self.fonts.plan is None:
-            pdf.text(x, base, text)
+        if text.isascii() or CP1252.issuperset(text):
+            canvas.text(x, base, self._tf, text)
             return
         for run, face in self._runs(text):
-            if face != "helvetica":
-                key = self._key(face)
-                self._embedded(key)
-                pdf.set_font(face, key[len(face):], self.size)
-            pdf.text(x, base, run)
-            if face != "helvetica":
-                pdf.set_font("helvetica", "B" if self.bold else "", self.size)
+            if face is None:
+                canvas.text(x, base, self._tf, run)
+            else:
+                canvas.glyphs(x, base, face, self.size, run)
             x += self.width(run)
+
+    def put_line(self, y: float, items: list[tuple[float, str]]) -> None:
+        """cp1252 texts in the current font with their tops at y, each (x, text), in order."""
+        self.canvas.fill(self.color)
+        self.canvas.texts(y + self.size * PT * 0.9, self._tf, items)
 
     def put_right(self, x_right: float, y: float, text: str) -> None:
         self.put(x_right - self.width(text), y, text)
+
+    def put_mono(self, x: float, y: float, text: str, size: float) -> None:
+        """cp1252 text in Courier (every character 0.6 em wide) with its top-left at (x, y)."""
+        self.canvas.fill(self.color)
+        self.canvas.text(x, y + size * PT * 0.9, self.canvas.font_op("courier", size), text)
 
     # wrapping --------------------------------------------------------------------
     def wrap(self, text: str, width: float) -> list[str]:
@@ -255,10 +219,24 @@ class Writer:
 
     def new_page(self) -> None:
         size, bold = self.size, self.bold
-        self.pdf.add_page()
+        self.canvas.add_page()
         self.y = TOP
         for hook in self.on_new_page:
             hook()
+        self.font(size, bold)
+
+    def finish(self) -> None:
+        """Draw every page's footer: ``footer_text`` and "Página n de N"."""
+        size, bold, color = self.size, self.bold, self.color
+        count = len(self.canvas.pages)
+        self.color = GRAY
+        for n in range(count):
+            self.canvas.select_page(n)
+            self.font(6.5)
+            self.put(LEFT, PAGE_H - 9.6, self.footer_text)
+            # the baseline 0.3 em under the middle of a 4 mm box 10 mm above the bottom
+            self.put_right(RIGHT - 1, PAGE_H - 8 + 6.5 * (0.3 / K - 0.9 * PT), f"Página {n + 1} de {count}")
+        self.color = color
         self.font(size, bold)
 
     def paragraph(self, text: str, *, size: float = 7.0, bold: bool = False, x: float = LEFT,
@@ -297,36 +275,42 @@ class Writer:
         return y
 
     def rule(self, gap: float = 1.5) -> None:
-        self.pdf.set_draw_color(160, 160, 160)
-        self.pdf.line(LEFT, self.y, RIGHT, self.y)
+        self.canvas.stroke(RULE)
+        self.canvas.line(LEFT, self.y, RIGHT, self.y)
         self.y += gap
 
     def section(self, title: str) -> None:
         self.need(self.lh(8) + 8)
         self.y += 1.2
-        self.pdf.set_fill_color(*SHADE)
-        self.pdf.rect(LEFT, self.y, WIDTH, self.lh(7.5) + 0.6, style="F")
+        self.canvas.fill(SHADE)
+        self.canvas.rect(LEFT, self.y, WIDTH, self.lh(7.5) + 0.6)
         self.font(7.5, True)
         self.put(LEFT + 1, self.y + 0.3, title)
         self.y += self.lh(7.5) + 1.4
 
     # tables ----------------------------------------------------------------------
     def table_header(self, columns: Columns) -> None:
+        """The columns' titles (bold, wrapped to their columns) on a shaded band."""
         size, bold = self.size, self.bold
         self.font(6.3, True)
         lh = self.lh()
-        rows = [self.wrap(t, width - 2 * PAD) for t, width, _r in columns]
-        height = max(len(r) for r in rows) * lh + 1.0
-        self.pdf.set_fill_color(*SHADE)
-        self.pdf.rect(LEFT, self.y, WIDTH, height, style="F")
-        x = LEFT
-        for (_t, width, right), lines in zip(columns, rows, strict=True):
-            for i, line in enumerate(lines):
-                if right:
-                    self.put_right(x + width - PAD, self.y + 0.5 + i * lh, line)
-                else:
-                    self.put(x + PAD, self.y + 0.5 + i * lh, line)
-            x += width
+        lines = _HEADERS.get(columns)
+        if lines is None:  # the titles' layout is constant: computed once per process
+            lines = []
+            x = LEFT
+            for title, width, right in columns:
+                for i, line in enumerate(self.wrap(title, width - 2 * PAD)):
+                    assert CP1252.issuperset(line), line  # drawn with put_line
+                    while len(lines) <= i:
+                        lines.append([])
+                    lines[i].append((x + width - PAD - self.width(line) if right else x + PAD, line))
+                x += width
+            _HEADERS[columns] = lines
+        height = len(lines) * lh + 1.0
+        self.canvas.fill(SHADE)
+        self.canvas.rect(LEFT, self.y, WIDTH, height)
+        for i, items in enumerate(lines):
+            self.put_line(self.y + 0.5 + i * lh, items)
         self.y += height + 0.5
         self.font(size, bold)
 
@@ -337,68 +321,117 @@ class Writer:
         to MIN_FIT_SIZE, and wraps only past that."""
         self.font(size)
         lh = self.lh()
-        cells: list[tuple[list[str], float]] = []  # (lines, font size)
+        # per cell: (lines, font size, width of its one line, or -1 when it wraps)
+        cells: list[tuple[list[str], float, float]] = []
+        height = lh
         for v, (_t, width, right) in zip(values, columns, strict=True):
-            room = width - 2 * PAD
             if not v:
-                cells.append(([""], size))
-            elif right and self.width(v) > room:
-                fit = size * room / self.width(v) * 0.999
-                cells.append(([v], fit) if fit >= MIN_FIT_SIZE else (self.wrap(v, room), size))
-            else:
-                cells.append((self.wrap(v, room), size))
-        height = max(len(lines) for lines, _s in cells) * lh
+                cells.append(([], size, 0.0))
+                continue
+            room = width - 2 * PAD
+            v = clean(v)
+            w = self.width(v)
+            if w <= room:
+                cells.append(([v], size, w))
+                continue
+            fit = size * room / w * 0.999
+            if right and fit >= MIN_FIT_SIZE:
+                cells.append(([v], fit, w * fit / size))
+                continue
+            lines = self.wrap(v, room)
+            cells.append((lines, size, -1.0))
+            height = max(height, len(lines) * lh)
         self.need(height + 0.5)
         x = LEFT
         y = self.y
-        for (_t, width, right), (lines, cell_size) in zip(columns, cells, strict=True):
-            top = y
-            if cell_size != size:  # smaller, on the row's baseline
-                self.font(cell_size)
-                top = y + (size - cell_size) * PT * 0.9
-            for i, line in enumerate(lines):
-                if not line:
-                    continue
-                if right:
-                    self.put_right(x + width - PAD, top + i * lh, line)
+        batch: list[tuple[float, str]] = []  # one-line cells in the row's font, drawn together
+        for (_t, width, right), (lines, cell_size, w) in zip(columns, cells, strict=True):
+            if not lines:
+                pass
+            elif w >= 0 and cell_size == size and (lines[0].isascii() or CP1252.issuperset(lines[0])):
+                batch.append((x + width - PAD - w if right else x + PAD, lines[0]))
+            else:
+                if batch:  # keep the order of the cells (text extraction reads them in it)
+                    self.put_line(y, batch)
+                    batch = []
+                if w >= 0:  # one line, width known: smaller (on the row's baseline), or not cp1252
+                    self.font(cell_size)
+                    self.put(x + width - PAD - w if right else x + PAD, y + (size - cell_size) * PT * 0.9,
+                             lines[0])
+                    self.font(size)
                 else:
-                    self.put(x + PAD, top + i * lh, line)
-            if cell_size != size:
-                self.font(size)
+                    for i, line in enumerate(lines):
+                        if not line:
+                            continue
+                        if right:
+                            self.put_right(x + width - PAD, y + i * lh, line)
+                        else:
+                            self.put(x + PAD, y + i * lh, line)
             x += width
+        if batch:
+            self.put_line(y, batch)
         self.y += height
 
     def detail(self, text: str, indent: float = 16.0) -> None:
         self.font(6.2)
-        self.pdf.set_text_color(*GRAY)
+        self.color = GRAY
         lh = self.lh()
         for line in self.wrap(text, WIDTH - indent):
             self.need(lh)
             self.put(LEFT + indent, self.y, line)
             self.y += lh
-        self.pdf.set_text_color(0, 0, 0)
+        self.color = BLACK
 
 
-def draw_qr(pdf: FPDF, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
+# QR path fragments: _CHUNK_OPS[k][v] draws the dark modules of byte v (bit i: module
+# 8k + i) as modules 8k..8k+7 of a row, one rectangle per run, "@" standing for the row.
+# Built per chunk position on first use and kept for the process (geometry, not data).
+_CHUNK_OPS: list[list[str]] = []
+_CHUNK_LOCK = threading.Lock()
+_ROW_NUMBERS = [str(r) for r in range(200)]
+
+
+def _runs_of_byte(v: int) -> list[tuple[int, int]]:
+    """(start, length) of each run of set bits of byte ``v``, bit 0 first."""
+    runs, i = [], 0
+    while i < 8:
+        if v >> i & 1:
+            j = i
+            while j < 8 and v >> j & 1:
+                j += 1
+            runs.append((i, j - i))
+            i = j
+        else:
+            i += 1
+    return runs
+
+
+def _chunk_ops(chunks: int) -> list[list[str]]:
+    if len(_CHUNK_OPS) < chunks:
+        with _CHUNK_LOCK:
+            runs = [_runs_of_byte(v) for v in range(256)]
+            for k in range(len(_CHUNK_OPS), chunks):
+                _CHUNK_OPS.append(["".join(f"{8 * k + c} @ {w} 1 re " for c, w in r) for r in runs])
+    return _CHUNK_OPS
+
+
+def draw_qr(canvas: Canvas, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
     """The QR of ``url`` as vector rectangles in a ``side`` mm square at (x, y), the
-    4-module quiet zone included (left white). Each run of dark modules in a row is one
-    rectangle, and all of them are one path filled once: a viewer rasterizes them as one
-    shape, so no anti-aliasing seam appears between modules at any resolution."""
+    4-module quiet zone included (left white). Dark modules are rectangles, at most one
+    per run within each 8-module chunk of a row, and all of them are one path filled once:
+    a viewer rasterizes them as one shape, so no anti-aliasing seam appears between
+    modules at any resolution. The path is in module units (one ``cm`` maps modules to
+    the page), and each row is put together from ready-made fragments (one per chunk
+    value), so no number is formatted per module."""
     assert side >= MIN_SIDE_MM
-    n, modules = qr_modules(url)
-    module = side / (n + 2 * QR_BORDER)
-    k = pdf.k
-    x0 = (x + QR_BORDER * module) * k
-    top = (pdf.h - y - QR_BORDER * module) * k  # PDF space: y grows upwards
-    m = module * k
-    ops = []
-    for r in range(n):
-        row = modules[r * n : (r + 1) * n]
-        c = row.find(1)
-        while c >= 0:
-            end = row.find(0, c)
-            if end < 0:
-                end = n
-            ops.append(f"{x0 + c * m:.3f} {top - (r + 1) * m:.3f} {(end - c) * m:.3f} {m:.3f} re")
-            c = row.find(1, end)
-    pdf._out("q 0 g " + " ".join(ops) + " f Q")  # noqa: SLF001 - fpdf2 has no public raw-path call
+    n, rows = qr_rows(url)
+    module = side / (n + 2 * QR_BORDER)  # mm
+    x0 = (x + QR_BORDER * module) * K
+    top = (PAGE_H - y - QR_BORDER * module) * K  # PDF space: y grows upwards
+    chunks = (n + 7) // 8
+    tables = _chunk_ops(chunks)[:chunks]
+    path = [
+        "".join(map(getitem, tables, row.to_bytes(chunks, "little"))).replace("@", _ROW_NUMBERS[r])
+        for r, row in enumerate(rows)
+    ]
+    canvas.raw(f"q 0 g {module * K:.5f} 0 0 {-module * K:.5f} {x0:.3f} {top:.3f} cm " + "".join(path) + "f Q")
