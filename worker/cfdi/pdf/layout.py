@@ -35,7 +35,7 @@ RIGHT = LEFT + WIDTH
 TOP = 10.0
 BOTTOM = 283.0  # content stops here; the footer sits below
 PT = 0.3528  # mm per point
-QR_SIDE = 30.0  # mm, above SAT's 27.5 mm minimum
+QR_SIDE = 33.0  # mm with the quiet zone: the code itself (45-53 modules of 53-61) is over 27.5 mm
 QR_BORDER = 4  # quiet zone, in modules
 BLACK = (0, 0, 0)
 GRAY = (90, 90, 90)
@@ -417,15 +417,17 @@ def _chunk_ops(chunks: int) -> list[list[str]]:
 
 def draw_qr(canvas: Canvas, url: str, x: float, y: float, side: float = QR_SIDE) -> None:
     """The QR of ``url`` as vector rectangles in a ``side`` mm square at (x, y), the
-    4-module quiet zone included (left white). Dark modules are rectangles, at most one
-    per run within each 8-module chunk of a row, and all of them are one path filled once:
+    4-module quiet zone included (left white), the code itself at least 27.5 mm. Dark
+    modules are rectangles, at most one per run within each 8-module chunk of a row, and
+    all of them are one path filled once:
     a viewer rasterizes them as one shape, so no anti-aliasing seam appears between
     modules at any resolution. The path is in module units (one ``cm`` maps modules to
     the page), and each row is put together from ready-made fragments (one per chunk
     value), so no number is formatted per module."""
-    assert side >= MIN_SIDE_MM
     n, rows = qr_rows(url)
-    module = side / (n + 2 * QR_BORDER)  # mm
+    # SAT's "sides no smaller than 2.75 cm", read strictly: the code without its quiet zone
+    # (a short text's code grows past ``side`` rather than print below it).
+    module = max(side / (n + 2 * QR_BORDER), MIN_SIDE_MM / n)  # mm
     x0 = (x + QR_BORDER * module) * K
     top = (PAGE_H - y - QR_BORDER * module) * K  # PDF space: y grows upwards
     chunks = (n + 7) // 8
