@@ -22,12 +22,13 @@ Every open and close is logged and recorded in the audit log with its cause.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, CursorResult, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Select, Update, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,19 +84,30 @@ _COLUMNS = (Breaker.key, Breaker.state, Breaker.code, Breaker.cause, Breaker.ope
             Breaker.probe_id)
 
 
-# Asked before every stamp and every SIF PUT, and after every answer: built once (Core, on
-# the table), executed with the keys as an expanding parameter.
+# Asked before every stamp and every SIF PUT, and after every answer: built once per number
+# of keys (Core, on the table; the keys as k0, k1, ... so that no list is expanded into the
+# SQL on every execution), executed with bind parameters.
 _T = Breaker.__table__
-_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
 _NOW = bindparam("now", type_=_T.c.updated_at.type)
-_NOT_CLOSED = (select(*(_T.c[col.key] for col in _COLUMNS))
-               .where(_T.c.key.in_(_KEYS), _T.c.state != CLOSED).order_by(_T.c.key))
-_CLOSE = (update(_T).where(_T.c.key.in_(_KEYS), _T.c.state != CLOSED)
-          .values(state=CLOSED, failures=0, first_failure_at=None, probe_id=None,
-                  next_probe_at=None, probe_interval_s=0.0, updated_at=_NOW)
-          .returning(_T.c.key))
-_RESET_FAILURES = (update(_T).where(_T.c.key.in_(_KEYS), _T.c.state == CLOSED, _T.c.failures > 0)
-                   .values(failures=0, first_failure_at=None, updated_at=_NOW))
+
+
+@functools.cache
+def _statements(n: int) -> tuple[Select[Any], Update, Update]:
+    """(not closed, close, reset failures) for ``n`` keys."""
+    keys = _T.c.key.in_([bindparam(f"k{i}", type_=_T.c.key.type) for i in range(n)])
+    not_closed = (select(*(_T.c[col.key] for col in _COLUMNS))
+                  .where(keys, _T.c.state != CLOSED).order_by(_T.c.key))
+    close = (update(_T).where(keys, _T.c.state != CLOSED)
+             .values(state=CLOSED, failures=0, first_failure_at=None, probe_id=None,
+                     next_probe_at=None, probe_interval_s=0.0, updated_at=_NOW)
+             .returning(_T.c.key))
+    reset = (update(_T).where(keys, _T.c.state == CLOSED, _T.c.failures > 0)
+             .values(failures=0, first_failure_at=None, updated_at=_NOW))
+    return not_closed, close, reset
+
+
+def _keys(keys: tuple[str, ...]) -> dict[str, Any]:
+    return {f"k{i}": key for i, key in enumerate(keys)}
 
 
 def blocking(session: Session, keys: tuple[str, ...], row_id: str) -> Blocking | None:
@@ -104,7 +116,7 @@ def blocking(session: Session, keys: tuple[str, ...], row_id: str) -> Blocking |
     A ``half_open`` breaker lets exactly one row through: its probe. The first row to ask
     takes the probe (compare-and-set on ``probe_id``); a row that already is the probe
     passes again (a redelivered task)."""
-    rows = session.connection().execute(_NOT_CLOSED, {"keys": list(keys)}).all()
+    rows = session.connection().execute(_statements(len(keys))[0], _keys(keys)).all()
     for row in rows:
         if row.state == HALF_OPEN and (row.probe_id == row_id or take_probe(session, row.key, row_id)):
             continue
@@ -116,7 +128,7 @@ def first_not_closed(session: Session, keys: tuple[str, ...]) -> Blocking | None
     """The first breaker among ``keys`` that is open or half-open, read only: no probe is
     taken. For callers that wait instead of probing (the cancellation poller) and for "did
     this failure leave the breaker open" after ``note_failure``."""
-    row = session.connection().execute(_NOT_CLOSED, {"keys": list(keys)}).first()
+    row = session.connection().execute(_statements(len(keys))[0], _keys(keys)).first()
     return None if row is None else Blocking(row.key, row.state, row.code, row.cause, row.opened_at)
 
 
@@ -201,9 +213,10 @@ def succeeded(session: Session, keys: tuple[str, ...], *, now: datetime | None =
     there is nothing to do (two UPDATEs that match no row). Returns the keys it closed."""
     now = now or utcnow()
     connection = session.connection()
-    params = {"keys": list(keys), "now": now}
-    closed = list(connection.execute(_CLOSE, params).scalars())
-    connection.execute(_RESET_FAILURES, params)
+    _, close, reset = _statements(len(keys))
+    params = {**_keys(keys), "now": now}
+    closed = list(connection.execute(close, params).scalars())
+    connection.execute(reset, params)
     for key in closed:
         log.warning("BREAKER CLOSED %s: %s; held rows resume", key, reason,
                     extra={"breaker": key})

@@ -42,6 +42,7 @@ from sqlalchemy import (
     case,
     false,
     insert,
+    literal_column,
     or_,
     true,
     update,
@@ -85,6 +86,16 @@ def _model_for(edge: Edge) -> Model:
 # --- which rows are due --------------------------------------------------------------------
 
 
+def in_states(column: ColumnElement[str], states: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the states written into the SQL: they are the state
+    tables' own constants, and a literal list is compiled once with the statement, where
+    a parameter list is expanded on every execution (~55 us per statement, measured)."""
+    names = sorted(str(s) for s in states)
+    if not all(name.isidentifier() for name in names):  # never a value from outside
+        raise ValueError(f"not a state name: {names!r}")
+    return column.in_([literal_column(f"'{name}'") for name in names])
+
+
 def due_where(model: Model, edges: Iterable[Edge],
               at: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """Rows of ``model`` that one of ``edges`` may take at ``at``, by each edge's due rule
@@ -92,7 +103,7 @@ def due_where(model: Model, edges: Iterable[Edge],
     c = model.__table__.c
     arms: list[ColumnElement[bool]] = []
     for edge in edges:
-        in_sources = c.state.in_(sorted(edge.sources))
+        in_sources = in_states(c.state, edge.sources)
         if edge.due == "next_attempt":
             arms.append(and_(in_sources,
                              or_(c.next_attempt_at.is_(None), c.next_attempt_at <= at)))
@@ -133,7 +144,7 @@ def _claim_params(row_id: str, owner: str, lease_s: float, now: datetime | None)
 @functools.cache
 def _invoice_claim() -> Update:
     t = Invoice.__table__
-    taking_over = t.c.state.in_(sorted(INVOICE_EDGES["take_over"].sources))
+    taking_over = in_states(t.c.state, INVOICE_EDGES["take_over"].sources)
     return (
         _claim_statement(Invoice, INVOICE_CLAIM)
         .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
@@ -207,7 +218,7 @@ def move(
         return cast("CursorResult[Any]", result).rowcount == 1  # an UPDATE
     model = _model_for(edge)
     c = model.__table__.c
-    built = update(model.__table__).where(c.id == row_id, c.state.in_(sorted(edge.sources)))
+    built = update(model.__table__).where(c.id == row_id, in_states(c.state, edge.sources))
     if owner is not None:
         built = built.where(c.lease_owner == owner)
     if unless is not None:
@@ -222,7 +233,7 @@ def _move_statement(edge: Edge, fenced: bool, unless: ColumnElement[bool] | None
                     columns: tuple[str, ...]) -> Update:
     model = _model_for(edge)
     c = model.__table__.c
-    stmt = update(model.__table__).where(c.id == ROW_ID, c.state.in_(sorted(edge.sources)))
+    stmt = update(model.__table__).where(c.id == ROW_ID, in_states(c.state, edge.sources))
     if fenced:
         stmt = stmt.where(c.lease_owner == _OWNER)
     if unless is not None:
@@ -288,7 +299,7 @@ def claim_cancellation(
     from worker.db.states import CANCELLATION_CLAIM, CANCELLATION_EDGES
 
     t = Cancellation.__table__
-    taking_over = t.c.state.in_(sorted(CANCELLATION_EDGES["take_over"].sources))
+    taking_over = in_states(t.c.state, CANCELLATION_EDGES["take_over"].sources)
     stmt = (
         _claim_statement(Cancellation, CANCELLATION_CLAIM)
         .values(must_check=case((taking_over, true()), else_=t.c.must_check))
