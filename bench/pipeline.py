@@ -35,7 +35,8 @@ server log, to compare the lists themselves.
 
 **Memory**: the Celery workers' main processes and their pool children, sampled at
 `ready`, once the first --rss-warmup invoices are delivered (imports and caches warm: the
-start) and at the end; ``rss_start_mb``/``rss_end_mb`` are sums of Pss
+start), at each quarter of the run (growth that levels off and growth that goes on look
+different) and at the end; ``rss_start_mb``/``rss_end_mb`` are sums of Pss
 (/proc/<pid>/smaps_rollup: a page shared by a parent and its forked children is counted
 once, split among them), the table also shows the VmRSS sum and the largest process.
 A child replaced under ``worker_max_tasks_per_child`` takes its growth with it: the run
@@ -141,7 +142,7 @@ class PipelineRun:
     delivered_rate: float
     label: str
     cpu: dict[str, float]
-    memory: list[MemorySample]  # at ready, after the warm-up, at the end
+    memory: list[MemorySample]  # at ready, after the warm-up, at each quarter, at the end
     max_tasks_per_child: int | None
     postgres: bool  # PostgreSQL (else SQLite)
     broker_url: str  # "": the filesystem broker
@@ -234,10 +235,17 @@ def run_pipeline(xmls: list[bytes], args: argparse.Namespace, data_dir: Path) ->
                 return s.scalar(select(func.count()).select_from(Notification)
                                 .where(Notification.state == "delivered")) or 0
 
+        # After the warm-up (the start), then at each quarter: growth that levels off (caches,
+        # allocator arenas filling) and growth that goes on (a leak) look different.
+        marks = [warm, *(m for m in (len(xmls) // 4 * k for k in (1, 2, 3)) if m > warm)]
+
         def warmed(count: int | None = None) -> None:
-            """The start sample, once the first `warm` invoices are delivered."""
-            if len(memory) == 1 and (count if count is not None else delivered()) >= warm:
-                memory.append(sample_memory(stack, f"after {warm} delivered"))
+            """The start sample once the first `warm` invoices are delivered, then one at
+            each quarter of the run."""
+            if len(memory) - 1 < len(marks):
+                mark = marks[len(memory) - 1]
+                if (count if count is not None else delivered()) >= mark:
+                    memory.append(sample_memory(stack, f"after {mark} delivered"))
 
         meter = cpu_meter(stack, backend[2][1] if backend else None,
                           backend[1] if backend else None)
@@ -268,7 +276,8 @@ def run_pipeline(xmls: list[bytes], args: argparse.Namespace, data_dir: Path) ->
         wait_until(all_delivered, args.timeout, interval_s=0.25)
         delivered_rate = delivered() / (time.perf_counter() - start)
         cpu = meter.stop()
-        warmed()
+        if len(memory) == 1:  # (a run shorter than the warm-up)
+            memory.append(sample_memory(stack, f"after {delivered()} delivered"))
         memory.append(sample_memory(stack, "end"))
         double = stack.finkok_stats()["totals"].get("double_stamped_documents", 0)
         engine.dispose()
@@ -350,7 +359,7 @@ def print_memory(run: PipelineRun) -> None:
     table.add_row("largest process (RSS)", *(f"{m.max_rss_mb():.0f}" for m in run.memory))
     table.add_row("processes", *(str(len(m.processes)) for m in run.memory))
     console.print(table)
-    start, end = run.memory[-2], run.memory[-1]
+    start, end = run.memory[1], run.memory[-1]
     gone = start.children() - end.children()
     per_group = ", ".join(
         f"{sum(start.processes[k][0] == g for k in gone)} of {group_size} {g}"
@@ -436,7 +445,7 @@ def main() -> None:
     print_floor(floor, run, n)
     print_memory(run)
     own = sum(v for g, v in cpu.items() if g not in SERVER_GROUPS) * 1000 / n
-    rss_start, rss_end = run.memory[-2].pss_mb(), run.memory[-1].pss_mb()
+    rss_start, rss_end = run.memory[1].pss_mb(), run.memory[-1].pss_mb()
     print(f"RESULT invoices_per_s={rate:.1f} serial_per_s={serial:.2f} ratio={rate / serial:.1f} "
           f"delivered_per_s={delivered:.1f} cpu_ms_per_invoice={total * 1000 / n:.1f} "
           f"floor_ms={floor.floor_ms:.1f} cpu_over_floor={total * 1000 / n / floor.floor_ms:.1f} "
