@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.celery_app import NOTIFY_QUEUE, NOTIFY_TASK, STAMP_QUEUE, STAMP_TASK
 
@@ -97,3 +97,25 @@ def bell_for(app: Celery, task: str) -> Bell:
 
 def _id_key(bell: Ring) -> str:
     return "invoice_id" if bell.task == STAMP_TASK else "notification_id"
+
+
+def waiting(app: Celery, queue: str) -> int | None:
+    """How many doorbells wait in ``queue`` (ready, not yet taken by a worker), from the
+    broker's own count (a passive declare: Redis LLEN, RabbitMQ's message count, files in
+    the filesystem transport's folder; 0 for a queue the broker does not know, as Redis
+    forgets an empty one); None when the broker cannot be reached (logged, never raised).
+    The sweeper sets it against the rows that are due."""
+    from kombu.exceptions import ChannelError
+
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+            channel: Any = conn.default_channel  # (kombu's stubs: StdChannel has no queue_declare)
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # no such queue (Redis drops an empty list): none waiting
+                return 0
+    except Exception as exc:
+        log.warning("could not count the doorbells waiting in %s (%s)", queue, type(exc).__name__)
+        return None
+

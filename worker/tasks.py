@@ -26,10 +26,12 @@ from worker.cancellations import (
 )
 from worker.celery_app import (
     MAINTENANCE_QUEUE,
+    NOTIFY_QUEUE,
     NOTIFY_TASK,
     POLL_CREDITS_TASK,
     POLL_PENDING_TASK,
     RECONCILE_TASK,
+    STAMP_QUEUE,
     STAMP_TASK,
     SWEEP_TASK,
     create_app,
@@ -109,9 +111,10 @@ def sweep(self: Task[Any, Any]) -> int:
     with r.sessions.begin() as session:  # held rows: probes, releases, SAT's window
         held = maintain(session, r.settings, utcnow())
     doorbell.ring_all(self.app, held.follow_ups)
+    queued = (doorbell.waiting(self.app, STAMP_QUEUE), doorbell.waiting(self.app, NOTIFY_QUEUE))
     with r.sessions.begin() as session:
         due = ring_due(session, utcnow(), grace_s=SWEEP_GRACE_S,
-                       rering_after_s=r.settings.sweep_rering_after_s)
+                       rering_after_s=r.settings.sweep_rering_after_s, queued=queued)
     _heartbeat(r, "sweep", r.settings.sweep_interval_s)  # metrics/health: the beat is alive
     doorbell.ring_all(self.app, due.follow_ups(expires=r.settings.sweep_rering_after_s))
     if due.invoices or due.notifications:

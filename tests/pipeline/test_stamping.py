@@ -307,6 +307,35 @@ def test_sweeper_leaves_fresh_doorbells_alone(sessions: sessionmaker[Session]) -
                         rering_after_s=60).invoices == []
 
 
+@pytest.mark.parametrize(("queued", "rung"), [
+    (None, 5),  # the broker cannot say: every due row, as before
+    (0, 5),  # an empty queue: every due row lost its doorbell
+    (5, 0),  # as many doorbells waiting as due rows: each may be waiting its turn
+    (7, 0),  # more (duplicates): none
+    (3, 2),  # two rows have no doorbell: the two oldest are rung
+])
+def test_sweeper_sets_due_rows_against_the_doorbells_still_queued(
+    sessions: sessionmaker[Session], queued: int | None, rung: int
+) -> None:
+    """A backlog older than sweep_rering_after_s is not rung twice while its doorbells
+    still wait in the queue; rows beyond what the queue holds are (the oldest first)."""
+    from worker.invoices.sweep import ring_due
+
+    ids = [_submit(sessions, ref=f"Q{i}")[0] for i in range(5)]
+    with sessions.begin() as s:  # enqueued in this order, a second apart
+        for i, invoice_id in enumerate(ids):
+            row = s.get(Invoice, invoice_id)
+            assert row is not None and row.next_attempt_at is not None
+            row.next_attempt_at = row.next_attempt_at - timedelta(seconds=100 - i)
+    much_later = utcnow() + timedelta(seconds=90)
+    with sessions.begin() as s:
+        due = ring_due(s, much_later, grace_s=10, rering_after_s=60, queued=(queued, None))
+    assert due.invoices == ids[:rung]
+    with sessions.begin() as s:  # the rest stay due for the next sweep, unmarked
+        left = ring_due(s, much_later, grace_s=10, rering_after_s=60)
+    assert left.invoices == ids[rung:]
+
+
 def test_settle_survives_a_dropped_database_connection(
     sessions: sessionmaker[Session], client: FinkokClient, settings: Settings,
     finkok: FinkokSandbox, db_url: str,

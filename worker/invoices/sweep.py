@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker import doorbell
@@ -41,22 +41,25 @@ def _rung_before(model: type[Invoice] | type[Notification]) -> ColumnElement[boo
 
 # Built once, executed with bind parameters (issue 15): ``now``, ``received_before`` (the
 # grace: intake rang younger received rows itself), ``rung_before`` and ``limit``.
+_INVOICE_DUE = and_(due_where(Invoice, INVOICE_CLAIM, bindparam("now")),
+                    not_(and_(Invoice.state == InvoiceState.RECEIVED,
+                              Invoice.next_attempt_at > bindparam("received_before"))))
+_NOTIFICATION_DUE = due_where(Notification, NOTIFICATION_CLAIM, bindparam("now"))
 _DUE_INVOICES = (
     select(Invoice.id)
-    .where(due_where(Invoice, INVOICE_CLAIM, bindparam("now")),
-           not_(and_(Invoice.state == InvoiceState.RECEIVED,
-                     Invoice.next_attempt_at > bindparam("received_before"))),
-           _rung_before(Invoice))
+    .where(_INVOICE_DUE, _rung_before(Invoice))
     .order_by(Invoice.next_attempt_at)
     .limit(bindparam("limit"))
 )
 _DUE_NOTIFICATIONS = (
     select(Notification.id)
-    .where(due_where(Notification, NOTIFICATION_CLAIM, bindparam("now")),
-           _rung_before(Notification))
+    .where(_NOTIFICATION_DUE, _rung_before(Notification))
     .order_by(Notification.next_attempt_at.asc().nulls_first(), Notification.created_at)
     .limit(bindparam("limit"))
 )
+# Every due row, rung lately or not: set against the doorbells still waiting in the queue.
+_COUNT_DUE_INVOICES = select(func.count()).select_from(Invoice).where(_INVOICE_DUE)
+_COUNT_DUE_NOTIFICATIONS = select(func.count()).select_from(Notification).where(_NOTIFICATION_DUE)
 _NEVER = datetime(9999, 1, 1, tzinfo=UTC)  # "rung before the end of time": any row
 
 
@@ -83,15 +86,33 @@ def due_notifications(
 
 
 def ring_due(
-    session: Session, now: datetime, *, grace_s: float, rering_after_s: float, limit: int = 500
+    session: Session, now: datetime, *, grace_s: float, rering_after_s: float, limit: int = 500,
+    queued: tuple[int | None, int | None] = (None, None),
 ) -> Due:
     """The due rows not rung within ``rering_after_s``, marked as rung now (the caller
-    commits, then publishes)."""
+    commits, then publishes).
+
+    ``queued``: the doorbells waiting in the stamp and notify queues (None: unknown). A
+    backlog older than ``rering_after_s`` is not rung again while the queue holds at least
+    as many doorbells as there are due rows: each may be waiting its turn (measured: 10,000
+    invoices enqueued at once were rung ~twice each, and the workers' memory grew with
+    the duplicates). When due rows outnumber the queued doorbells, at least that many have
+    none (a message lost): the oldest of them are rung, and a lost doorbell's row, left
+    behind while the queue drains, becomes the oldest."""
     cutoff = now - timedelta(seconds=rering_after_s)
     invoices = due_invoices(session, now, grace_s=grace_s, limit=limit, rung_before=cutoff)
     # The grace keeps the sweeper from doubling the doorbell a task has just rung.
     notifications = due_notifications(session, now - timedelta(seconds=grace_s), limit,
                                       rung_before=cutoff)
+    waiting_invoices, waiting_notifications = queued
+    if waiting_invoices and invoices:
+        due = session.scalar(_COUNT_DUE_INVOICES, {
+            "now": now, "received_before": now - timedelta(seconds=grace_s)}) or 0
+        invoices = invoices[:max(0, due - waiting_invoices)]
+    if waiting_notifications and notifications:
+        due = session.scalar(_COUNT_DUE_NOTIFICATIONS,
+                             {"now": as_utc(now - timedelta(seconds=grace_s))}) or 0
+        notifications = notifications[:max(0, due - waiting_notifications)]
     _mark_rung(session, Invoice, invoices, now)
     _mark_rung(session, Notification, notifications, now)
     return Due(invoices, notifications)
