@@ -146,7 +146,7 @@ def test_sweeper_rings_invoices_whose_message_was_lost(stack: Settings, finkok: 
         row.next_attempt_at -= timedelta(minutes=2)  # type: ignore[operator]
         row.rung_at -= timedelta(minutes=2)
     with start_worker(app, pool="solo", perform_ping_check=False,
-                      queues=["stamp", "notify", "maintenance"]):
+                      queues=["stamp", "notify", "maintenance"], shutdown_timeout=30):
         app.send_task(SWEEP_TASK)
         assert _wait(lambda: _counts(stack)[0] == {"stamped": 1})
 
