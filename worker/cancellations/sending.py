@@ -275,13 +275,7 @@ def note_outage(session: Session, verdict: Again | Hold, *, settings: Settings,
         breakers.open_(session, verdict.key, code=verdict.code, cause=verdict.cause,
                        probe_after_s=settings.breaker_probe_s, now=now)
         return
-    error = verdict.errors[0] if verdict.errors else {}
-    breakers.note_failure(
-        session, breakers.SERVICE_KEY, code=error.get("code"),
-        cause=f"Finkok or SAT unavailable: {error.get('message', '')[:200]}",
-        threshold=settings.breaker_service_threshold,
-        window_s=settings.breaker_service_window_s,
-        probe_after_s=settings.breaker_probe_s, now=now)
+    breakers.note_finkok_failure(session, verdict.errors, settings=settings, now=now)
 
 
 def _call(calls: list[Call], operation: str, fn: Callable[..., T], *args: Any) -> T:

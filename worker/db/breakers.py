@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Select, Update, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.db.models import AuditLog, Breaker, utcnow
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +209,20 @@ def note_failure(session: Session, key: str, *, code: str | None, cause: str,
         return open_(session, key, code=code, cause=f"{cause} ({failures} failures in a row)",
                      probe_after_s=probe_after_s, now=now)
     return False
+
+
+def note_finkok_failure(session: Session, errors: Sequence[Mapping[str, str]], *,
+                        settings: Settings, now: datetime) -> bool:
+    """One Finkok/SAT service failure (its first error names it) counted toward the service
+    breaker, with the settings' threshold, window and probe pause (stamping and
+    cancellation alike). Returns True when it opened the breaker."""
+    error = errors[0] if errors else {}
+    return note_failure(
+        session, SERVICE_KEY, code=error.get("code"),
+        cause=f"Finkok or SAT unavailable: {error.get('message', '')[:200]}",
+        threshold=settings.breaker_service_threshold,
+        window_s=settings.breaker_service_window_s,
+        probe_after_s=settings.breaker_probe_s, now=now)
 
 
 def succeeded(session: Session, keys: tuple[str, ...], *, now: datetime | None = None,

@@ -88,15 +88,14 @@ class FirstDelivery:
         thread.join(timeout_s)
 
     def _offer(self, bell: Ring) -> bool:
-        if not self._running():
-            return False
+        self._ensure_thread()
         try:
             self._slot.put_nowait(bell)
         except queue.Full:
             return False
         return True
 
-    def _running(self) -> bool:
+    def _ensure_thread(self) -> None:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's thread is not ours
                 self._pid, self._thread = os.getpid(), None
@@ -105,7 +104,6 @@ class FirstDelivery:
                 self._thread = threading.Thread(target=self._run, name="sif-first-delivery",
                                                 daemon=True)
                 self._thread.start()
-            return True
 
     def _run(self) -> None:
         host = socket.gethostname()

@@ -324,13 +324,7 @@ def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
         breakers.open_(session, verdict.key, code=verdict.code, cause=verdict.cause,
                        probe_after_s=settings.breaker_probe_s, now=now)
     elif isinstance(verdict, Retry) and verdict.failure:
-        error = verdict.errors[0] if verdict.errors else {}
-        breakers.note_failure(
-            session, breakers.SERVICE_KEY, code=error.get("code"),
-            cause=f"Finkok or SAT unavailable: {error.get('message', '')[:200]}",
-            threshold=settings.breaker_service_threshold,
-            window_s=settings.breaker_service_window_s,
-            probe_after_s=settings.breaker_probe_s, now=now)
+        breakers.note_finkok_failure(session, verdict.errors, settings=settings, now=now)
     elif isinstance(verdict, (Stamped, Refused, Unreadable)):
         breakers.succeeded(session, job.breaker_keys, now=now, reason="Finkok answered")
 
