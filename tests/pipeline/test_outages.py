@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.cfdi.csd import generate_csd
@@ -22,7 +22,7 @@ from worker.db.models import Breaker, Invoice, Notification, utcnow
 from worker.finkok.client import FinkokClient
 from worker.invoices.holds import maintain
 from worker.invoices.intake import submit
-from worker.invoices.stamping import stamp_invoice
+from worker.invoices.stamping import claim, settle, stamp_invoice, talk_to_finkok
 from worker.invoices.sweep import due_invoices
 from worker.sandbox.finkok import FinkokSandbox
 from worker.settings import Settings
@@ -206,3 +206,47 @@ def test_a_document_past_the_window_is_not_sent_to_finkok(
         assert row is not None and (row.state, row.error_kind) == ("failed", "window")
         assert [n.status for n in row.notifications] == ["NOK"]
     assert _stamp_calls(finkok) == 0
+
+
+def test_quiet_breakers_cost_no_statement_and_a_success_resets_only_what_its_claim_saw(
+    engine: Engine, sessions: sessionmaker[Session], client: FinkokClient, settings: Settings,
+    finkok: FinkokSandbox,
+) -> None:
+    """Every breaker closed, no failure counted: a stamp neither reads nor writes the
+    breakers (its claim says so). A counted failure: the next stamp's claim sees it, and its
+    success resets it. A failure counted while a call is in flight is not that call's to
+    reset: the next claim sees it (breakers.QUIET)."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().startswith(("UPDATE breakers", "SELECT breakers")):
+            seen.append(statement.split(maxsplit=1)[0])
+    event.listen(engine, "after_cursor_execute", record)
+    first, second, third, fourth = _submit(sessions, 4, "q")
+
+    def count_a_failure() -> None:
+        with sessions.begin() as s:  # another worker's timeout
+            breakers.note_failure(s, breakers.SERVICE_KEY, code="timeout", cause="timeout",
+                                  threshold=5, window_s=60, probe_after_s=1)
+
+    def failures() -> int:
+        with sessions() as s:
+            breaker = s.get(Breaker, breakers.SERVICE_KEY)
+            return -1 if breaker is None else breaker.failures
+
+    assert stamp_invoice(sessions, client, settings, first, owner="w").state == "stamped"
+    assert seen == []
+
+    count_a_failure()
+    assert stamp_invoice(sessions, client, settings, second, owner="w").state == "stamped"
+    assert "SELECT" in seen and "UPDATE" in seen  # read at the claim, reset at the settle
+    assert failures() == 0
+
+    job = claim(sessions, third, owner="w", settings=settings)  # quiet at its claim
+    assert job is not None and job.breakers_quiet
+    count_a_failure()  # lands while the call is in flight
+    verdict = talk_to_finkok(client, job, calls := [], settings=settings, sleep=lambda _: None)
+    assert settle(sessions, job, verdict, calls, owner="w", settings=settings).state == "stamped"
+    assert failures() == 1
+    assert stamp_invoice(sessions, client, settings, fourth, owner="w").state == "stamped"
+    assert failures() == 0

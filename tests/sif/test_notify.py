@@ -9,12 +9,13 @@ import socket
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.models import AuditLog, DeliveryAttempt, Notification
+from worker.db import breakers
+from worker.db.models import AuditLog, Breaker, DeliveryAttempt, Notification
 from worker.db.states import NotificationState as N
-from worker.invoices.notify import DeliveryOutcome, deliver
+from worker.invoices.notify import DeliveryOutcome, deliver, target_key
 from worker.invoices.sweep import due_notifications
 from worker.ops.resend import ResendError, enqueue_resend
 from worker.sandbox.sif import BODY_409, SifSandbox
@@ -378,3 +379,37 @@ def test_real_clock_when_now_is_not_given(sessions: sessionmaker[Session], add_n
     row = notification(sessions, nid)
     [attempt] = attempts(sessions, nid)
     assert row.delivered_at is not None and before <= attempt.started_at <= row.delivered_at <= after
+
+
+def _breaker_statements(engine: Engine) -> list[str]:
+    """Every statement that reads or writes the breakers table on its own, from now on."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().startswith(("UPDATE breakers", "SELECT breakers")):
+            seen.append(statement.split(maxsplit=1)[0])
+    event.listen(engine, "after_cursor_execute", record)
+    return seen
+
+
+def test_quiet_breakers_cost_no_statement_and_a_counted_failure_is_reset(
+        engine: Engine, sessions: sessionmaker[Session], add_nok: MakeRows, sif: SifSandbox,
+        client: SifClient, settings: Settings) -> None:
+    """Every breaker closed with no failure counted: the delivery neither reads nor writes
+    the breakers (the claim's read says so). One counted SIF failure: the next 204 reads the
+    target's breaker and resets the count (the negative control of the first part)."""
+    statements = _breaker_statements(engine)
+    _, nid = add_nok(reference="R-quiet")
+    assert run(sessions, nid, client, settings).result == "delivered"
+    assert statements == []
+
+    key = target_key(settings, EMPRESA)
+    with sessions.begin() as s:  # another delivery's 503, counted toward the breaker
+        breakers.note_failure(s, key, code="503", cause="SIF unavailable (503)", threshold=5,
+                              window_s=60, probe_after_s=1, now=T0)
+    _, nid = add_nok(reference="R-counted")
+    assert run(sessions, nid, client, settings).result == "delivered"
+    assert "SELECT" in statements and "UPDATE" in statements
+    with sessions() as s:
+        breaker = s.get(Breaker, key)
+        assert breaker is not None and (breaker.state, breaker.failures) == ("closed", 0)

@@ -29,7 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, Select, Update, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    Update,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -108,6 +119,16 @@ def _statements(n: int) -> tuple[Select[Any], Update, Update]:
     reset = (update(_T).where(keys, _T.c.state == CLOSED, _T.c.failures > 0)
              .values(failures=0, first_failure_at=None, updated_at=_NOW))
     return not_closed, close, reset
+
+
+# "Every breaker is closed and counts no failure": then nothing can block a call, and a
+# normal answer has nothing to close or reset. A claim reads it in its own statement (the
+# invoice claim's RETURNING, the notification's read), so the usual case costs no breaker
+# statement at all: ``blocking`` and ``succeeded`` run only when the claim saw it false.
+# A failure or an opening that lands while a call is in flight is left to the next claim
+# that sees it (a success proves the service only for calls that began after the failure).
+QUIET: ColumnElement[bool] = (~exists().where(or_(_T.c.state != CLOSED, _T.c.failures > 0))
+                              ).label("breakers_quiet")
 
 
 def _keys(keys: tuple[str, ...]) -> dict[str, Any]:

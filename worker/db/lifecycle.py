@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from worker.db import breakers
 from worker.db.models import Invoice, Notification, UtcDateTime, new_id, utcnow
 from worker.db.states import (
     INVOICE_CLAIM,
@@ -149,7 +150,7 @@ def _invoice_claim() -> Update:
         _claim_statement(Invoice, INVOICE_CLAIM)
         .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
         .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
-                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at)
+                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at, breakers.QUIET)
     )
 
 
@@ -158,8 +159,9 @@ def claim_invoice_for_stamp(
 ) -> Row[Any] | None:
     """``claim`` (received|retry_wait, due) or ``take_over`` (stamping, lease expired) ->
     stamping, leased to ``owner``; the same statement returns what the stamp needs: the
-    stored XML, attempts (this claim counted), the ids for the log, and whether a stamp
-    call may already have gone out for these bytes (``must_check_stamped``).
+    stored XML, attempts (this claim counted), the ids for the log, whether a stamp
+    call may already have gone out for these bytes (``must_check_stamped``), and whether
+    every breaker is quiet (``breakers_quiet``: ``worker.db.breakers.QUIET``).
 
     A take-over sets ``must_check_stamped``: the previous holder died or hung mid-call,
     and its stamp may exist. (SET reads the row as it was before the UPDATE, on SQLite and

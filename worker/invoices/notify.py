@@ -124,16 +124,17 @@ class _Claimed:
     attempts: int
     first_404_at: datetime | None
     invoice: _Invoice
+    breakers_quiet: bool  # every breaker closed, no failure counted (breakers.QUIET)
 
 
 _N, _I = Notification.__table__, Invoice.__table__
 _NOTIFICATION_COLUMNS = ("id", "status", "attempts", "first_404_at")
 _INVOICE_COLUMNS = tuple(f.name for f in fields(_Invoice))
 # One SELECT by primary key, built once (the ORM's two session.get cost ~1.5 ms more per
-# delivery, measured on PostgreSQL).
+# delivery, measured on PostgreSQL), that also says whether the breakers are quiet.
 _READ_CLAIMED = (
     select(*(_N.c[c] for c in _NOTIFICATION_COLUMNS),
-           *(_I.c[c].label(f"invoice_{c}") for c in _INVOICE_COLUMNS))
+           *(_I.c[c].label(f"invoice_{c}") for c in _INVOICE_COLUMNS), breakers.QUIET)
     .join_from(_N, _I, _I.c.id == _N.c.invoice_id)
     .where(_N.c.id == bindparam("notification_id"))
 )
@@ -145,7 +146,8 @@ def _read_claimed(session: Session, notification_id: str) -> _Claimed | None:
     if row is None:
         return None
     invoice = _Invoice(**{c: row[f"invoice_{c}"] for c in _INVOICE_COLUMNS})
-    return _Claimed(**{c: row[c] for c in _NOTIFICATION_COLUMNS}, invoice=invoice)
+    return _Claimed(**{c: row[c] for c in _NOTIFICATION_COLUMNS}, invoice=invoice,
+                    breakers_quiet=bool(row["breakers_quiet"]))
 
 
 def _factory(source: SessionSource) -> sessionmaker[Session]:
@@ -183,7 +185,8 @@ def deliver(
             return DeliveryOutcome(notification_id, "not_claimed")
         invoice = notification.invoice
         key = target_key(settings, invoice.empresa_ref_id)
-        blocked = breakers.blocking(session, (key,), notification_id)
+        blocked = (None if notification.breakers_quiet
+                   else breakers.blocking(session, (key,), notification_id))
         if blocked is not None:
             # No PUT while SIF refuses this target: wait, without burning an attempt.
             return _hold(session, notification, key, blocked.describe(), owner, now)
@@ -299,7 +302,7 @@ def _settle(
             transient_since=since,
         )
         key = target_key(settings, invoice.empresa_ref_id)
-        _observe(session, key, answer, settings, now)
+        _observe(session, key, answer, settings, now, quiet=claimed.breakers_quiet)
         values: dict[str, Any] = {
             "result": decision.result,
             "last_status_code": answer.status_code,
@@ -349,10 +352,10 @@ def target_fingerprints(settings: Settings) -> dict[str, str]:
 
 
 def _observe(session: Session, key: str, answer: _Answer, settings: Settings,
-             now: datetime) -> None:
+             now: datetime, *, quiet: bool) -> None:
     """What this answer teaches the target's breaker: a 401 opens it at once (no probes: the
     secret will not fix itself), a run of 5xx/timeouts opens it with probes, an answer
-    closes it."""
+    closes it (nothing to write when the claim saw every breaker quiet)."""
     code = answer.status_code
     if code == 401:
         breakers.open_(session, key, code="401", probe_after_s=0.0, now=now,
@@ -364,7 +367,7 @@ def _observe(session: Session, key: str, answer: _Answer, settings: Settings,
                               threshold=settings.breaker_service_threshold,
                               window_s=settings.breaker_service_window_s,
                               probe_after_s=settings.breaker_probe_s, now=now)
-    elif code is not None and code < 500:
+    elif code is not None and code < 500 and not quiet:
         breakers.succeeded(session, (key,), now=now, reason=f"SIF answered {code}")
 
 

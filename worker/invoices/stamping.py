@@ -93,6 +93,7 @@ class Job:
     emisor_rfc: str | None = None
     deadline: datetime | None = None  # SAT's window less the margin (None: unknown)
     blocked: Blocking | None = None  # an open breaker: no call may be made
+    breakers_quiet: bool = False  # the claim saw every breaker closed, no failure counted
 
     @property
     def breaker_keys(self) -> tuple[str, ...]:
@@ -157,20 +158,22 @@ def stamp_invoice(
 def claim(
     sessions: sessionmaker[Session], invoice_id: str, *, owner: str, settings: Settings
 ) -> Job | None:
-    """Take the invoice (CAS + lease); the same statement returns its XML and flags, and
-    the same transaction reads whether a breaker of its scope forbids the call."""
+    """Take the invoice (CAS + lease); the same statement returns its XML and flags and
+    whether every breaker is quiet. Only when one is not does the same transaction read
+    whether a breaker of its scope forbids the call."""
     with sessions.begin() as session:
         row = claim_invoice_for_stamp(session, invoice_id, owner=owner,
                                       lease_s=settings.claim_lease_s)
         if row is None:
             return None
-        blocked = breakers.blocking(session, breakers.finkok_keys(row.emisor_rfc), invoice_id)
+        blocked = None if row.breakers_quiet else breakers.blocking(
+            session, breakers.finkok_keys(row.emisor_rfc), invoice_id)
     bind_contextvars(invoice_id=invoice_id, reference=row.reference,
                      empresa_ref_id=row.empresa_ref_id)  # on every line this task logs
     deadline = (row.stamp_deadline_at - timedelta(seconds=settings.sat_window_margin_s)
                 if row.stamp_deadline_at is not None else None)
     return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped, row.reference,
-               row.emisor_rfc, deadline, blocked)
+               row.emisor_rfc, deadline, blocked, bool(row.breakers_quiet))
 
 
 def talk_to_finkok(
@@ -317,7 +320,8 @@ def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
               settings: Settings, now: datetime) -> None:
     """What this attempt teaches the breakers (whatever happens to our lease: these are
     facts about Finkok). A normal answer closes them; an account or emisor answer opens
-    one at once; a service failure counts toward the service breaker's threshold."""
+    one at once; a service failure counts toward the service breaker's threshold. (When
+    the claim saw every breaker quiet, a normal answer has nothing to write.)"""
     if not calls:
         return  # nothing was sent (a breaker held it, or the window closed)
     if isinstance(verdict, Hold) and verdict.opens:
@@ -325,7 +329,7 @@ def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
                        probe_after_s=settings.breaker_probe_s, now=now)
     elif isinstance(verdict, Retry) and verdict.failure:
         breakers.note_finkok_failure(session, verdict.errors, settings=settings, now=now)
-    elif isinstance(verdict, (Stamped, Refused, Unreadable)):
+    elif isinstance(verdict, (Stamped, Refused, Unreadable)) and not job.breakers_quiet:
         breakers.succeeded(session, job.breaker_keys, now=now, reason="Finkok answered")
 
 
