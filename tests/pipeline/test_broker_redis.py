@@ -77,7 +77,9 @@ def test_one_publishing_client_and_every_message_delivered(
     redis_url: str, server: redis.Redis, counted: list[int], stock: bool
 ) -> None:
     events = server.pubsub()
-    events.psubscribe("/*.celeryev/*")
+    # Pub/sub channels are the server's, not a database's: this database's events only
+    # (kombu prefixes fanout channels with the db: "/<db>.celeryev/...").
+    events.psubscribe(f"/{server.connection_pool.connection_kwargs.get('db', 0)}.celeryev/*")
     module = publish(redis_url, stock)
 
     assert module == ("kombu.transport.redis" if stock else "worker.broker_redis")
