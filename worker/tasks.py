@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from contextlib import nullcontext
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -42,7 +43,7 @@ from worker.invoices import (
     first_delivery,
     intake_task,  # noqa: F401  (billing.submit_invoice, the producers' task)
 )
-from worker.invoices.first_delivery import FirstDelivery
+from worker.invoices.first_delivery import FirstDelivery, Seat
 from worker.resources import Resources
 from worker.settings import Settings, get_settings
 
@@ -68,11 +69,13 @@ def stamp_invoice(self: Task[Any, Any], invoice_id: str) -> str:
     from worker.invoices.stamping import stamp_invoice as run
 
     r = resources(self.app)
-    with pinned_sessions(r.engine) as sessions:
-        outcome = run(sessions, r.finkok, r.settings, invoice_id,
-                      owner=owner_name(self.request.id))
     first = _FIRST_DELIVERY.get(self.app)  # SIF's first attempt in this process's thread
-    doorbell.ring_all(self.app, first.take(outcome.follow_ups) if first else outcome.follow_ups)
+    with first.seat() if first else nullcontext(Seat()) as seat:
+        with pinned_sessions(r.engine) as sessions:
+            outcome = run(sessions, r.finkok, r.settings, invoice_id,
+                          owner=owner_name(self.request.id), deliverer=seat.owner)
+        rings = seat.hand(outcome.follow_ups, outcome.handed)
+    doorbell.ring_all(self.app, rings)
     return outcome.summary
 
 

@@ -111,3 +111,58 @@ def test_due_now_means_no_countdown(countdown: float | None) -> None:
     assert fd.take([doorbell.notify("n-1", countdown=countdown)]) == []
     rec.wait(1)
     fd.close()
+
+
+class Born:
+    """Stands for ``notify.Claimed`` (the thread only reads its ``id``)."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+
+def test_a_seat_waits_for_its_stamp_task_and_sends_the_row_born_claimed() -> None:
+    """The stamp task takes a seat before it settles; the thread waits for the seat to be
+    filled after the commit, then sends the born row as the seat's owner (no claim). The
+    row's own ring is not published; a retry ring is."""
+    rec = Recorder()
+    sent: list[tuple[str, str]] = []
+
+    def send(claimed: object, owner: str) -> Iterable[Ring]:
+        sent.append((claimed.id, owner))  # type: ignore[attr-defined]
+        return ()
+
+    fd = FirstDelivery(rec.deliver, rec.ring_all, send)  # type: ignore[arg-type]
+    retry = doorbell.stamp("inv-2", countdown=3.0)
+    with fd.seat() as seat:
+        assert seat.owner is not None and seat.owner.split(":")[-1].startswith("first-")
+        time.sleep(0.2)  # the thread is waiting on the seat meanwhile
+        assert sent == []
+        left = seat.hand([retry], Born("n-born"))  # type: ignore[arg-type]
+    assert left == [retry]
+    rec.wait(1)
+    assert sent == [("n-born", seat.owner)] and rec.delivered == []
+    fd.close()
+
+
+def test_a_seat_left_unfilled_is_released_and_a_full_slot_gives_an_empty_seat() -> None:
+    """A stamp task that fails releases its seat (the thread goes on to the next one); a
+    seat taken while the slot is full has no owner and hands every ring to the broker."""
+    rec = Recorder()
+    rec.gate.clear()  # the first delivery does not finish yet
+    fd = first(rec)
+    with pytest.raises(RuntimeError), fd.seat():
+        raise RuntimeError("the stamp task failed before its commit")
+    deadline = time.monotonic() + 5
+    while not fd._slot.empty() and time.monotonic() < deadline:  # the thread drops it
+        time.sleep(0.01)
+    assert fd.take([doorbell.notify("n-1")]) == []
+    assert rec.started.wait(10)  # the thread holds n-1: the released seat did not block it
+    with fd.seat() as waiting:  # this one waits in the slot
+        with fd.seat() as full:
+            bell = doorbell.notify("n-3")
+            assert full.owner is None and full.hand([bell]) == [bell]
+        waiting.hand([doorbell.notify("n-2")])
+    rec.gate.set()
+    rec.wait(2)
+    assert [n for n, _ in rec.delivered] == ["n-1", "n-2"]
+    fd.close()

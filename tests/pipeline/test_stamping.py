@@ -403,3 +403,55 @@ def test_a_stamp_whose_xml_does_not_parse_is_never_settled_as_stamped(
     assert (row.error_kind, row.must_check_stamped) == ("unreadable", True)
     assert row.sat_uuid == finkok.document_stats(xml)["uuids"][0]  # type: ignore[index]  # kept
     assert row.notifications == []  # no OK from an XML we cannot read, and no NOK
+
+
+def test_an_ok_born_claimed_is_what_the_notifier_would_read_and_it_is_delivered(
+    sessions: sessionmaker[Session], client: FinkokClient, settings: Settings,
+    finkok: FinkokSandbox,
+) -> None:
+    """``deliverer``: the fresh stamp's OK row is born claimed (sending, leased to it, its
+    first attempt counted) and comes back in memory; what it carries is exactly what the
+    notifier reads back from the database, and ``send`` delivers it with no claim. A NOK is
+    never born claimed, and without a deliverer the OK is queued and rung (the controls)."""
+    from dataclasses import asdict
+
+    from worker.db.models import Notification
+    from worker.invoices.notify import _read_claimed, send
+    from worker.sandbox.sif import SifSandbox
+    from worker.settings import load_settings
+    from worker.sif.client import SifClient
+
+    invoice_id, _ = _submit(sessions, "R-born")
+    out = stamp_invoice(sessions, client, settings, invoice_id, owner="w1", sleep=NO_SLEEP,
+                        deliverer="host:1:first-abc")
+    assert out.state == "stamped" and out.handed is not None
+    assert out.follow_ups == ()  # nothing to ring: the deliverer has it
+    with sessions() as s:
+        row = s.get(Notification, out.handed.id)
+        assert row is not None
+        assert (row.state, row.lease_owner, row.attempts) == ("sending", "host:1:first-abc", 1)
+        assert row.lease_expires_at is not None and row.lease_expires_at > utcnow()
+        assert asdict(_read_claimed(s, out.handed.id)) == asdict(out.handed)  # type: ignore[arg-type]
+
+    secret = "born-secret-123"
+    with SifSandbox(secret=secret) as sif:
+        sif_settings = load_settings(**{**settings.model_dump(), "sif_base_url": sif.url,
+                                        "sif_secret": secret, "sif_generator_id": "SIF_TEST"})
+        with SifClient(sif_settings) as sif_client:
+            sent = send(sessions, out.handed, client=sif_client, settings=sif_settings,
+                        owner="host:1:first-abc")
+        assert (sent.result, sent.status_code) == ("delivered", 204)
+        assert [r["body"]["status"] for r in sif.received()] == ["OK"]
+    with sessions() as s:
+        row = s.get(Notification, out.handed.id)
+        assert row is not None and (row.state, row.attempts, row.lease_owner) == (
+            "delivered", 1, None)
+
+    plain, _ = _submit(sessions, "R-plain")
+    out = _run(sessions, client, settings, plain)
+    assert out.handed is None and [r.row_id for r in out.follow_ups] == list(out.notification_ids)
+    finkok.configure(rules={REJECTED_RFC: "reject:CFDI40143"})
+    refused, _ = _submit(sessions, "R-nok", receptor_rfc=REJECTED_RFC)
+    out = stamp_invoice(sessions, client, settings, refused, owner="w1", sleep=NO_SLEEP,
+                        deliverer="host:1:first-def")
+    assert out.state == "rejected" and out.handed is None and len(out.follow_ups) == 1

@@ -150,7 +150,8 @@ def _invoice_claim() -> Update:
         _claim_statement(Invoice, INVOICE_CLAIM)
         .values(must_check_stamped=case((taking_over, true()), else_=t.c.must_check_stamped))
         .returning(t.c.xml, t.c.attempts, t.c.must_check_stamped, t.c.reference,
-                   t.c.empresa_ref_id, t.c.emisor_rfc, t.c.stamp_deadline_at, breakers.QUIET)
+                   t.c.empresa_ref_id, t.c.pedidoga, t.c.emisor_rfc, t.c.stamp_deadline_at,
+                   breakers.QUIET)
     )
 
 
@@ -257,17 +258,28 @@ def settle_edge(edges: dict[str, Edge], working: str, target: str) -> Edge:
 
 
 def outbox(session: Session, invoice_id: str, status: Literal["OK", "NOK"], *,
-           now: datetime | None = None) -> str:
+           now: datetime | None = None, leased_to: str | None = None,
+           lease_s: float = 0.0) -> str:
     """Write one SIF outbox row for the invoice (in the caller's transaction); returns its id.
 
     ``rung_at`` is set: the caller rings its doorbell right after the commit, so the
     sweeper leaves it alone for ``sweep_rering_after_s`` (if that publish fails, the
     sweeper rings it after that).
+
+    ``leased_to``: the row is born claimed, ``sending`` with its first attempt counted and
+    leased to that owner for ``lease_s`` (the stamping process's delivery thread, which
+    sends it right after the commit: ``worker.invoices.first_delivery``). The row and its
+    claim are one INSERT, as ``claim`` would have left it; if the owner dies, the lease
+    expires and ``take_over`` recovers it like any other.
     """
     notification_id = new_id()
-    session.connection().execute(_outbox_statement(), {
-        "id": notification_id, "invoice_id": invoice_id, "status": status,
-        "rung_at": now or utcnow()})
+    now = now or utcnow()
+    values: dict[str, Any] = {"id": notification_id, "invoice_id": invoice_id,
+                              "status": status, "rung_at": now}
+    if leased_to is not None:
+        values.update(state=NOTIFICATION_CLAIM[0].target, state_changed_at=now, attempts=1,
+                      lease_owner=leased_to, lease_expires_at=now + timedelta(seconds=lease_s))
+    session.connection().execute(_outbox_statement(), values)
     return notification_id
 
 

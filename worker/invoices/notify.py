@@ -101,7 +101,7 @@ class _Answer:
 
 
 @dataclass(frozen=True)
-class _Invoice:
+class ClaimedInvoice:
     """What delivering needs from the invoice (``payload.InvoiceFields`` and the target)."""
 
     id: str
@@ -116,20 +116,33 @@ class _Invoice:
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     """The outbox row as read under our lease, with its invoice."""
 
     id: str
     status: str
     attempts: int
     first_404_at: datetime | None
-    invoice: _Invoice
+    invoice: ClaimedInvoice
     breakers_quiet: bool  # every breaker closed, no failure counted (breakers.QUIET)
+
+    @classmethod
+    def born_ok(cls, notification_id: str, *, invoice_id: str, reference: str,
+                empresa_ref_id: str, pedidoga: str | None, sat_uuid: str,
+                stamped_xml: bytes, state: str) -> Claimed:
+        """An OK row born claimed (``lifecycle.outbox(leased_to=...)``), from the values
+        the stamping settle wrote in the same transaction: what ``_read_claimed`` would
+        read back (tests/sif/test_notify.py compares the two)."""
+        invoice = ClaimedInvoice(id=invoice_id, reference=reference,
+                                 empresa_ref_id=empresa_ref_id, pedidoga=pedidoga,
+                                 sat_uuid=sat_uuid, stamped_xml=stamped_xml,
+                                 state=state, error_kind=None, errors=None)
+        return cls(notification_id, "OK", 1, None, invoice, breakers_quiet=True)
 
 
 _N, _I = Notification.__table__, Invoice.__table__
 _NOTIFICATION_COLUMNS = ("id", "status", "attempts", "first_404_at")
-_INVOICE_COLUMNS = tuple(f.name for f in fields(_Invoice))
+_INVOICE_COLUMNS = tuple(f.name for f in fields(ClaimedInvoice))
 # One SELECT by primary key, built once (the ORM's two session.get cost ~1.5 ms more per
 # delivery, measured on PostgreSQL), that also says whether the breakers are quiet.
 _READ_CLAIMED = (
@@ -140,13 +153,13 @@ _READ_CLAIMED = (
 )
 
 
-def _read_claimed(session: Session, notification_id: str) -> _Claimed | None:
+def _read_claimed(session: Session, notification_id: str) -> Claimed | None:
     row = session.connection().execute(
         _READ_CLAIMED, {"notification_id": notification_id}).mappings().first()
     if row is None:
         return None
-    invoice = _Invoice(**{c: row[f"invoice_{c}"] for c in _INVOICE_COLUMNS})
-    return _Claimed(**{c: row[c] for c in _NOTIFICATION_COLUMNS}, invoice=invoice,
+    invoice = ClaimedInvoice(**{c: row[f"invoice_{c}"] for c in _INVOICE_COLUMNS})
+    return Claimed(**{c: row[c] for c in _NOTIFICATION_COLUMNS}, invoice=invoice,
                     breakers_quiet=bool(row["breakers_quiet"]))
 
 
@@ -172,7 +185,6 @@ def deliver(
     """
     clock_fixed = now is not None
     now = as_utc(now)
-    rng = rng or random.Random()
     factory = _factory(source)
 
     with factory.begin() as session:
@@ -183,32 +195,54 @@ def deliver(
         notification = _read_claimed(session, notification_id)
         if notification is None:  # deleted under us: nothing to send
             return DeliveryOutcome(notification_id, "not_claimed")
-        invoice = notification.invoice
-        key = target_key(settings, invoice.empresa_ref_id)
+        key = target_key(settings, notification.invoice.empresa_ref_id)
         blocked = (None if notification.breakers_quiet
                    else breakers.blocking(session, (key,), notification_id))
         if blocked is not None:
             # No PUT while SIF refuses this target: wait, without burning an attempt.
             return _hold(session, notification, key, blocked.describe(), owner, now)
+    return send(factory, notification, client=client, settings=settings, owner=owner,
+                now=now if clock_fixed else None, claimed_at=now, rng=rng)
+
+
+def send(
+    source: SessionSource,
+    claimed: Claimed,
+    *,
+    client: SifClient,
+    settings: Settings,
+    owner: str,
+    claimed_at: datetime | None = None,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> DeliveryOutcome:
+    """The rest of a delivery, for a row ``owner`` holds (``deliver`` claimed it, or it was
+    born claimed: ``Claimed.born_ok``): build and check the body, PUT it, record the
+    attempt and settle the row, fenced by the lease."""
+    factory = _factory(source)
+    rng = rng or random.Random()
+    started_at = claimed_at or now or utcnow()
+    invoice, notification_id = claimed.invoice, claimed.id
     bind_contextvars(invoice_id=invoice.id, reference=invoice.reference,
                      empresa_ref_id=invoice.empresa_ref_id, sat_uuid=invoice.sat_uuid)
-
     try:
-        body = body_for(invoice, notification, type_=settings.sif_type)
+        body = body_for(invoice, claimed, type_=settings.sif_type)
         validate_body(body)
         client.url_for(invoice.empresa_ref_id)  # path-safe empresaRefId, resolvable target
     except (PayloadError, SifBodyError, SifConfigError) as exc:
         log.error("SIF notification %s not sent, its request is invalid: %s", notification_id, exc)
-        return _settle_unsent(factory, notification_id, "invalid_request", str(exc), owner, now)
+        return _settle_unsent(factory, notification_id, "invalid_request", str(exc), owner,
+                              started_at)
     except Exception as exc:  # a bug in building the body (PDF, extraction...): no retry storm
         log.exception("SIF notification %s not sent, building its body failed", notification_id)
         return _settle_unsent(
-            factory, notification_id, "build_error", f"{type(exc).__name__}: {exc}", owner, now
+            factory, notification_id, "build_error", f"{type(exc).__name__}: {exc}", owner,
+            started_at,
         )
 
     answer = _put(client, invoice.empresa_ref_id, body)  # validated above
-    settled_at = now if clock_fixed else utcnow()
-    return _settle(factory, notification, invoice, answer, settings, owner, now, settled_at, rng)
+    return _settle(factory, claimed, invoice, answer, settings, owner, started_at,
+                   now or utcnow(), rng)
 
 
 def _put(client: SifClient, empresa_ref_id: str, body: dict[str, Any]) -> _Answer:
@@ -270,8 +304,8 @@ def _transient_failures(session: Session, notification_id: str) -> tuple[int, da
 
 def _settle(
     factory: sessionmaker[Session],
-    claimed: _Claimed,
-    invoice: _Invoice,
+    claimed: Claimed,
+    invoice: ClaimedInvoice,
     answer: _Answer,
     settings: Settings,
     owner: str,
@@ -371,7 +405,7 @@ def _observe(session: Session, key: str, answer: _Answer, settings: Settings,
         breakers.succeeded(session, (key,), now=now, reason=f"SIF answered {code}")
 
 
-def _hold(session: Session, notification: _Claimed, key: str, cause: str, owner: str,
+def _hold(session: Session, notification: Claimed, key: str, cause: str, owner: str,
           now: datetime) -> DeliveryOutcome:
     """Back to waiting on the target's breaker, the claim's attempt given back (the caller's
     transaction commits it)."""
@@ -384,7 +418,7 @@ def _hold(session: Session, notification: _Claimed, key: str, cause: str, owner:
 
 def _log_decision(
     notification_id: str,
-    invoice: _Invoice,
+    invoice: ClaimedInvoice,
     result: str,
     level: int,
     what: object,

@@ -48,6 +48,7 @@ from worker.finkok.errors import (
 )
 from worker.finkok.results import QueryPendingResult, StampResult
 from worker.finkok.scope import Scope, cause_of, scope_of_code, scope_of_failure
+from worker.invoices.notify import Claimed
 from worker.invoices.policy import (
     Hold,
     Refused,
@@ -94,6 +95,8 @@ class Job:
     deadline: datetime | None = None  # SAT's window less the margin (None: unknown)
     blocked: Blocking | None = None  # an open breaker: no call may be made
     breakers_quiet: bool = False  # the claim saw every breaker closed, no failure counted
+    empresa_ref_id: str | None = None
+    pedidoga: str | None = None
 
     @property
     def breaker_keys(self) -> tuple[str, ...]:
@@ -108,11 +111,15 @@ class StampOutcome:
     retry_in_s: float | None = None
     reference: str | None = None
     detail: str | None = None  # the SAT UUID, or the first error code
+    handed: Claimed | None = None  # the OK row born claimed by ``deliverer``: not rung
 
     @property
     def follow_ups(self) -> tuple[Ring, ...]:
-        """Ring after the commit: each outbox row, and the retry on the fast path."""
-        rings = [doorbell.notify(n, reference=self.reference) for n in self.notification_ids]
+        """Ring after the commit: each outbox row (but one handed to the deliverer), and
+        the retry on the fast path."""
+        handed = self.handed.id if self.handed is not None else None
+        rings = [doorbell.notify(n, reference=self.reference) for n in self.notification_ids
+                 if n != handed]
         if self.retry_in_s is not None:
             rings.append(doorbell.stamp(self.invoice_id, reference=self.reference,
                                         countdown=self.retry_in_s))
@@ -139,8 +146,13 @@ def stamp_invoice(
     owner: str,
     sleep: Sleep = time.sleep,
     rng: random.Random | None = None,
+    deliverer: str | None = None,
 ) -> StampOutcome:
-    """Claim, stamp (or recover), and settle one invoice. Safe to call any number of times."""
+    """Claim, stamp (or recover), and settle one invoice. Safe to call any number of times.
+
+    ``deliverer``: a lease owner that sends SIF's OK right after the commit (the stamping
+    process's delivery thread, ``worker.invoices.first_delivery``): a fresh stamp's OK row
+    is born claimed by it and comes back as ``outcome.handed``, not as a ring."""
     job = claim(sessions, invoice_id, owner=owner, settings=settings)
     if job is None:
         return StampOutcome(invoice_id, "skipped")
@@ -151,7 +163,8 @@ def stamp_invoice(
                                         "held")], answered=False, opens=False)
     else:
         verdict = talk_to_finkok(client, job, calls, settings=settings, sleep=sleep)
-    return settle(sessions, job, verdict, calls, owner=owner, settings=settings, rng=rng)
+    return settle(sessions, job, verdict, calls, owner=owner, settings=settings, rng=rng,
+                  deliverer=deliverer)
 
 
 @retry_dropped_connection
@@ -173,7 +186,8 @@ def claim(
     deadline = (row.stamp_deadline_at - timedelta(seconds=settings.sat_window_margin_s)
                 if row.stamp_deadline_at is not None else None)
     return Job(invoice_id, row.xml, row.attempts, row.must_check_stamped, row.reference,
-               row.emisor_rfc, deadline, blocked, bool(row.breakers_quiet))
+               row.emisor_rfc, deadline, blocked, bool(row.breakers_quiet), row.empresa_ref_id,
+               row.pedidoga)
 
 
 def talk_to_finkok(
@@ -271,6 +285,7 @@ def settle(
     owner: str,
     settings: Settings,
     rng: random.Random | None = None,
+    deliverer: str | None = None,
 ) -> StampOutcome:
     """Record the calls and move the invoice, with its outbox row, in one transaction
     (tried again if the database dropped the connection: the Finkok answer is not lost
@@ -286,15 +301,19 @@ def settle(
                 for c in calls
             ])
         _observe(session, job, verdict, calls, settings=settings, now=now)
-        outcome = _apply(session, job, verdict, owner=owner, settings=settings, now=now, rng=rng)
+        outcome = _apply(session, job, verdict, owner=owner, settings=settings, now=now, rng=rng,
+                         deliverer=deliverer)
     _log_outcome(job, verdict, outcome)
     return outcome
 
 
 def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings: Settings,
-           now: datetime, rng: random.Random | None) -> StampOutcome:
+           now: datetime, rng: random.Random | None,
+           deliverer: str | None = None) -> StampOutcome:
     """Take the decided edge (fenced by our lease) and write its outbox row. A stamp whose
-    UUID another invoice already holds is that invoice's: this one is a DUPLICATE."""
+    UUID another invoice already holds is that invoice's: this one is a DUPLICATE. A
+    fresh stamp's OK is born claimed by ``deliverer`` when the breakers were quiet at the
+    claim (else the deliverer claims it as the notify task would)."""
     decision = decide(verdict, attempts=job.attempts, settings=settings, now=now,
                       deadline=job.deadline, rng=rng)
     unless, unless_params = None, None
@@ -309,11 +328,23 @@ def _apply(session: Session, job: Job, verdict: Verdict, *, owner: str, settings
             return _lost_lease(job, decision.edge.target)
         return _apply(session, job, duplicate(holder, verdict.uuid), owner=owner,
                       settings=settings, now=now, rng=rng)
-    ids = (outbox(session, job.invoice_id, decision.outbox, now=now),) if decision.outbox else ()
+    handed: Claimed | None = None
+    ids: tuple[str, ...] = ()
+    if decision.outbox:
+        born = (deliverer if decision.outbox == "OK" and isinstance(verdict, Stamped)
+                and job.breakers_quiet and job.reference and job.empresa_ref_id else None)
+        ids = (outbox(session, job.invoice_id, decision.outbox, now=now, leased_to=born,
+                      lease_s=settings.claim_lease_s),)
+        if born is not None and isinstance(verdict, Stamped):
+            handed = Claimed.born_ok(
+                ids[0], invoice_id=job.invoice_id, reference=job.reference or "",
+                empresa_ref_id=job.empresa_ref_id or "", pedidoga=job.pedidoga,
+                sat_uuid=verdict.uuid, stamped_xml=decision.values["stamped_xml"],
+                state=decision.edge.target)
     detail = verdict.uuid if isinstance(verdict, Stamped) else (
         verdict.errors[0].get("code") if verdict.errors else None)
     return StampOutcome(job.invoice_id, decision.edge.target, ids, decision.retry_in_s,
-                        job.reference, detail)
+                        job.reference, detail, handed)
 
 
 def _observe(session: Session, job: Job, verdict: Verdict, calls: list[Call], *,
