@@ -351,25 +351,13 @@ CLAIM = (
     "updated_at=:now WHERE invoices.id = :row_id AND (invoices.state IN (:received, :retry_wait) "
     "AND (invoices.next_attempt_at IS NULL OR invoices.next_attempt_at <= :now) OR "
     "invoices.state IN (:stamping) AND invoices.lease_expires_at < :now) RETURNING xml, "
-    "attempts, must_check_stamped, reference, empresa_ref_id, emisor_rfc, stamp_deadline_at")
-BREAKERS_3 = (
-    "SELECT breakers.key, breakers.state, breakers.code, breakers.cause, breakers.opened_at, "
-    "breakers.probe_id FROM breakers WHERE breakers.key IN (:k1, :k2, :k3) AND breakers.state "
-    "!= :closed ORDER BY breakers.key")
-BREAKERS_1 = BREAKERS_3.replace("(:k1, :k2, :k3)", "(:k1)")
+    "attempts, must_check_stamped, reference, empresa_ref_id, pedidoga, emisor_rfc, "
+    "stamp_deadline_at, NOT (EXISTS (SELECT * FROM breakers WHERE breakers.state != :closed "
+    "OR breakers.failures > :zero)) AS breakers_quiet")
 STAMP_ATTEMPT = (
     "INSERT INTO stamp_attempts (invoice_id, operation, started_at, duration_ms, outcome, codes, "
     "message, worker) VALUES (:row_id, :operation, :started_at, :duration_ms, :outcome, :codes, "
     ":message, :owner) RETURNING id")
-CLOSE_3 = (
-    "UPDATE breakers SET state=:closed, failures=:zero, first_failure_at=:none, "
-    "probe_interval_s=:zero_f, next_probe_at=:none, probe_id=:none, updated_at=:now WHERE "
-    "breakers.key IN (:k1, :k2, :k3) AND breakers.state != :closed RETURNING key")
-CLOSE_1 = CLOSE_3.replace("(:k1, :k2, :k3)", "(:k1)")
-RESET_3 = (
-    "UPDATE breakers SET failures=:zero, first_failure_at=:none, updated_at=:now WHERE "
-    "breakers.key IN (:k1, :k2, :k3) AND breakers.state = :closed AND breakers.failures > :zero")
-RESET_1 = RESET_3.replace("(:k1, :k2, :k3)", "(:k1)")
 SETTLE = (
     "UPDATE invoices SET state=:stamped, state_changed_at=:now, next_attempt_at=:none, "
     "must_check_stamped=:false, lease_owner=:none, lease_expires_at=:none, sat_uuid=:uuid, "
@@ -378,25 +366,11 @@ SETTLE = (
     "WHERE invoices.id = :row_id AND invoices.state IN (:stamping) AND invoices.lease_owner = "
     ":owner AND NOT (EXISTS (SELECT * FROM invoices AS other WHERE other.sat_uuid = :uuid AND "
     "other.id != :row_id))")
+# The OK row born claimed by the stamping process's delivery thread (lifecycle.outbox).
 OUTBOX = (
     "INSERT INTO notifications (id, invoice_id, status, state, state_changed_at, "
-    "next_attempt_at, attempts, rung_at, created_at) VALUES (:nid, :row_id, :ok, :queued, :now, "
-    ":now, :zero, :now, :now)")
-NOTIFY_CLAIM = (
-    "UPDATE notifications SET state=:sending, state_changed_at=:now, attempts=("
-    "notifications.attempts + :one), lease_owner=:owner, lease_expires_at=:lease_until WHERE "
-    "notifications.id = :nid AND (notifications.state IN (:queued, :retry_wait) AND "
-    "(notifications.next_attempt_at IS NULL OR notifications.next_attempt_at <= :now) OR "
-    "notifications.state IN (:sending) AND notifications.lease_expires_at < :now)")
-# The notifier's one read of the claimed row with its invoice (worker/invoices/notify.py).
-CLAIMED = (
-    "SELECT notifications.id, notifications.status, notifications.attempts, "
-    "notifications.first_404_at, invoices.id AS invoice_id, invoices.reference AS "
-    "invoice_reference, invoices.empresa_ref_id AS invoice_empresa_ref_id, invoices.pedidoga AS "
-    "invoice_pedidoga, invoices.sat_uuid AS invoice_sat_uuid, invoices.stamped_xml AS "
-    "invoice_stamped_xml, invoices.state AS invoice_state, invoices.error_kind AS "
-    "invoice_error_kind, invoices.errors AS invoice_errors FROM notifications JOIN invoices ON "
-    "invoices.id = notifications.invoice_id WHERE notifications.id = :nid")
+    "next_attempt_at, attempts, lease_owner, lease_expires_at, rung_at, created_at) VALUES "
+    "(:nid, :row_id, :ok, :sending, :now, :now, :one, :owner, :lease_until, :now, :now)")
 DELIVERY = (
     "INSERT INTO delivery_attempts (notification_id, started_at, duration_ms, status_code, "
     "error, response_body, worker) VALUES (:nid, :now, :duration_ms, :status, :none, :empty, "
@@ -407,6 +381,8 @@ DELIVERED = (
     "result=:delivered, delivered_at=:now WHERE notifications.id = :nid AND notifications.state "
     "IN (:sending) AND notifications.lease_owner = :owner")
 
+# per invoice: 1 intake INSERT (batched), claim; attempt, settle, outbox; attempt, delivered
+_STATEMENTS = 7
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 _NULLS = 8
 
@@ -501,16 +477,12 @@ def sql_piece(url: str, rows: Sequence[dict[str, Any]], results: Sequence[StampR
               settings: Settings, batch: int, warmup: int) -> tuple[Piece, int | None]:
     """Every statement of ``rows``' lives; the first ``warmup`` untimed. Returns the piece
     and the backend's pid (for its table statistics), None on SQLite."""
-    from worker.db.breakers import finkok_keys
-    from worker.invoices.notify import target_key
-
     raw = _Raw(url)
     fixed = {"stamping": "stamping", "received": "received", "retry_wait": "retry_wait",
              "one": 1, "zero": 0, "zero_f": 0.0, "false": False, "closed": "closed",
              **{f"none{i}": None for i in range(_NULLS)}, "none": None,
              "stamped": "stamped", "ok": "OK", "queued": "queued", "sending": "sending",
              "delivered": "delivered", "empty": "", "status": 204}
-    sif_key = target_key(settings, EMPRESA)
 
     def lives(group: Sequence[dict[str, Any]], offset: int) -> None:
         with raw.transaction():  # intake: one multi-row INSERT per batch
@@ -523,14 +495,12 @@ def sql_piece(url: str, rows: Sequence[dict[str, Any]], results: Sequence[StampR
             result = results[(offset + n) % len(results)]
             owner = f"floor:{os.getpid()}:{n}"
             now = datetime.now(UTC)
-            keys = finkok_keys(row["emisor_rfc"])
-            k3 = {"k1": keys[0], "k2": keys[1], "k3": keys[2]}
             p = {**fixed, "row_id": row["id"], "now": now, "owner": owner,
                  "lease_until": now + timedelta(seconds=settings.claim_lease_s)}
-            with raw.transaction():  # the stamp claim
-                if not raw.rows(CLAIM, p):
-                    raise SystemExit("floor: the claim took no row")
-                raw.rows(BREAKERS_3, {**p, **k3})
+            with raw.transaction():  # the stamp claim (the breakers quiet: no more)
+                claimed = raw.rows(CLAIM, p)
+                if not claimed or not claimed[0][-1]:
+                    raise SystemExit("floor: the claim took no row, or a breaker is not quiet")
             now = datetime.now(UTC)
             nid = str(uuid.uuid4())
             p.update(now=now, nid=nid, uuid=str(uuid.uuid4()).upper(),
@@ -541,21 +511,12 @@ def sql_piece(url: str, rows: Sequence[dict[str, Any]], results: Sequence[StampR
                                          "duration_ms": 300, "outcome": "success",
                                          "codes": _Json(None),
                                          "message": "Comprobante timbrado satisfactoriamente"})
-                raw.rows(CLOSE_3, {**p, **k3})
-                raw.rows(RESET_3, {**p, **k3})
                 raw.rows(SETTLE, p)
-                raw.rows(OUTBOX, p)
-            now = datetime.now(UTC)
-            p.update(now=now, lease_until=now + timedelta(seconds=settings.claim_lease_s))
-            with raw.transaction():  # the notification claim and its reads
-                raw.rows(NOTIFY_CLAIM, p)
-                raw.rows(CLAIMED, p)
-                raw.rows(BREAKERS_1, {**p, "k1": sif_key})
+                raw.rows(OUTBOX, {**p, "lease_until": now + timedelta(
+                    seconds=settings.claim_lease_s)})
             p.update(now=datetime.now(UTC), duration_ms=5)
             with raw.transaction():  # the delivery attempt and the settle
                 raw.rows(DELIVERY, p)
-                raw.rows(CLOSE_1, {**p, "k1": sif_key})
-                raw.rows(RESET_1, {**p, "k1": sif_key})
                 raw.rows(DELIVERED, p)
 
     def run(subset: Sequence[dict[str, Any]], size: int) -> None:
@@ -568,7 +529,7 @@ def sql_piece(url: str, rows: Sequence[dict[str, Any]], results: Sequence[StampR
     client_s, server_s = cpu.stop()
     raw.close()
     driver = "psycopg" if raw.postgres else "sqlite3"
-    return Piece("b", "SQL", f"17 statements, 5 transactions, {driver} prepared",
+    return Piece("b", "SQL", f"{_STATEMENTS} statements, 4 transactions, {driver} prepared",
                  len(rows) - warmup, client_s, server_s,
                  "PostgreSQL backend" if raw.postgres else ""), raw.backend_pid
 
