@@ -132,7 +132,8 @@ class Claimed:
                 stamped_xml: bytes, state: str) -> Claimed:
         """An OK row born claimed (``lifecycle.outbox(leased_to=...)``), from the values
         the stamping settle wrote in the same transaction: what ``_read_claimed`` would
-        read back (tests/sif/test_notify.py compares the two)."""
+        read back (tests/pipeline/test_stamping.py compares the two). Born only when the
+        stamp's claim saw every breaker quiet."""
         invoice = ClaimedInvoice(id=invoice_id, reference=reference,
                                  empresa_ref_id=empresa_ref_id, pedidoga=pedidoga,
                                  sat_uuid=sat_uuid, stamped_xml=stamped_xml,
@@ -218,7 +219,8 @@ def send(
 ) -> DeliveryOutcome:
     """The rest of a delivery, for a row ``owner`` holds (``deliver`` claimed it, or it was
     born claimed: ``Claimed.born_ok``): build and check the body, PUT it, record the
-    attempt and settle the row, fenced by the lease."""
+    attempt and settle the row, fenced by the lease. ``claimed_at`` is the attempt's
+    start (default: now); ``now`` pins the settlement's clock (tests)."""
     factory = _factory(source)
     rng = rng or random.Random()
     started_at = claimed_at or now or utcnow()
