@@ -11,6 +11,7 @@ from the environment's settings; ``create_worker_app(settings)`` builds one for 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -19,7 +20,12 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from celery import Celery, Task, shared_task
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_before_create_process,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from worker import doorbell
 from worker.cancellations import (
@@ -172,6 +178,10 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     def _warm_up(**_: object) -> None:
         warm_up()
 
+    @worker_before_create_process.connect(weak=False)
+    def _before_fork(**_: object) -> None:
+        freeze_for_fork()
+
     @worker_process_init.connect(weak=False)
     def _after_fork(**_: object) -> None:
         # No pooled connection or HTTP session may cross a fork.
@@ -206,6 +216,30 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     app.conf.beat_schedule["poll-cancellations"] = cancel_tasks.beat_entry(settings)
     app.finalize(auto=True)  # binds the shared tasks above to this app
     return app
+
+
+def freeze_for_fork() -> None:
+    """Before the prefork pool forks a child (Celery's ``worker_before_create_process``,
+    in the worker's main process): collect, then move every object left to the
+    interpreter's permanent generation (``gc.freeze``), so that no later collection, in
+    the child or in this process, writes to the objects the child inherited.
+
+    A collection writes the GC header of every object it visits, and the kernel copies
+    each page it writes to that is shared with a forked process. Without this, a child's
+    first full collection copied what it had inherited (the warmed-up imports, WSDLs,
+    settings) in one step, once per child, and Celery's own ``gc.collect()`` before each
+    next fork (its issue #2927) copied the main process's pages away from the children
+    forked before. Measured with ``bench.pipeline`` (one worker of 2 processes), between
+    two samples 20 s apart: a child's private dirty memory 48.9 -> 74.7 MB with its RSS
+    123.5 -> 124.6 MB, and the main process's Pss 65.7 -> 78.2 MB with its RSS flat
+    (125.8 -> 125.9 MB).
+
+    Frozen objects are never collected in this process: a cycle that is alive at a fork
+    and dropped later stays (a fork happens at start and when a child is replaced under
+    ``worker_max_tasks_per_child``).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up() -> None:
