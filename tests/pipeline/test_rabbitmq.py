@@ -27,6 +27,7 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection, Queue
 
 from bench.rabbitmq import RabbitVhost
+from tests.pipeline.conftest import prompt_hub
 from worker.celery_app import (
     QUORUM_DELIVERY_LIMIT,
     RECONCILE_TASK,
@@ -67,7 +68,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 def _probe_app(url: str, tmp_path: Path) -> tuple[Any, dict[str, float], dict[str, str]]:
     """Our app's configuration, with a probe task on the stamp queue recording when each
     ring ran, and through which exchange it came."""
-    app = create_app(load_settings(broker_url=url, data_dir=tmp_path / "var"))
+    app = prompt_hub(create_app(load_settings(broker_url=url, data_dir=tmp_path / "var")))
     app.conf.worker_soft_shutdown_timeout = 0.0  # the embedded worker stops at once
     ran: dict[str, float] = {}
     via: dict[str, str] = {}

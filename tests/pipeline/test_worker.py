@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery, bootsteps
+from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.pipeline.conftest import prompt_hub
 from worker.celery_app import STAMP_TASK
 from worker.cfdi.factory import build_invoice
 from worker.db.migrate import upgrade
@@ -89,42 +90,11 @@ def _pg_url() -> Iterator[str]:
     gen.close()
 
 
-class _HubTick(bootsteps.StartStopStep):
-    """A 20 ms timer in the embedded worker's event loop, so a queued ack never waits for
-    the loop's next timer.
-
-    The embedded worker uses the solo pool: the task runs inside kombu's event loop and its
-    late ack is queued with ``hub.call_soon``. When the delivery was read by a ready
-    callback (the loop's first drain, or the AMQP transport's reader, which re-queues
-    itself after each read) rather than on a poll event, the ack is queued after the loop
-    took its ready list, and the hub polls until its next timer (at most 10 s) before it
-    sends the ack; with prefetch 1, RabbitMQ sends nothing meanwhile. Measured (25
-    doorbells): 10.0 s and ~4 s stalls, the test 15.5 s and the sweeper test 11.1 s; with
-    this step 2.5 s and 1.2 s. Production workers are prefork (`billing worker`), where the
-    ack follows the child's result, a poll event: 200 doorbells through one prefork child on
-    RabbitMQ took 3.0 s; through `-P solo`, 100 took 11.6 s."""
-
-    requires = ("celery.worker.consumer.connection:Connection",)
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self._entry: Any = None
-
-    def start(self, c: Any) -> None:
-        if c.hub is not None:
-            self._entry = c.hub.call_repeatedly(0.02, lambda: None)
-
-    def stop(self, c: Any) -> None:
-        if self._entry is not None:
-            self._entry.cancel()
-            self._entry = None
-
-
 def _embedded_worker(app: Celery, *, shutdown_timeout: float) -> AbstractContextManager[Any]:
     """The real worker, in-process with the solo pool (its tasks run as a prefork child's
     would: worker_process_init fires, so the first SIF delivery runs from the stamping
     process), consuming what the pipeline consumes."""
-    app.steps["consumer"].add(_HubTick)
+    prompt_hub(app)
     return start_worker(app, pool="solo", perform_ping_check=False,
                         queues=["stamp", "notify", "maintenance"], shutdown_timeout=shutdown_timeout)
 
