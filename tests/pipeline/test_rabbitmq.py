@@ -89,8 +89,13 @@ def test_worker_declares_every_queue_as_quorum_with_a_delivery_limit(
     app, _, _ = _probe_app(vhost.url, tmp_path)
     with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False,
                       queues=["stamp"], shutdown_timeout=30):
-        assert _wait(lambda: "celery_delayed_0" in vhost.queues() and "intake" in vhost.queues())
-    queues = vhost.queues()
+        queues: dict[str, dict[str, Any]] = {}
+
+        def declared() -> bool:  # one rabbitmqctl per round (~1 s each on this box)
+            queues.update(vhost.queues())
+            return "celery_delayed_0" in queues and "intake" in queues
+
+        assert _wait(declared)
     for name in QUEUES:
         assert queues[name]["type"] == "quorum" and queues[name]["durable"], queues[name]
         assert queues[name]["arguments"]["x-delivery-limit"] == QUORUM_DELIVERY_LIMIT
