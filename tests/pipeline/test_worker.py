@@ -212,12 +212,15 @@ def test_sigkill_mid_stamp_still_ends_stamped_with_one_stamp(
     finkok.configure(latency_ms=0)
     second = _spawn_worker(stack, log)
     try:
-        time.sleep(3.5)  # the dead worker's lease (3 s) expires
-        deadline = time.monotonic() + 60
+        # What beat does every few seconds, from the start: the sweeper takes the row over
+        # only once the dead worker's lease (3 s) has expired, whenever it is asked.
+        deadline, next_ring = time.monotonic() + 60, 0.0
         while time.monotonic() < deadline and _counts(stack)[0] != {"stamped": 1}:
-            producer.send_task(SWEEP_TASK)  # what beat does every few seconds
-            producer.send_task(POLL_PENDING_TASK)
-            time.sleep(1)
+            if time.monotonic() >= next_ring:
+                producer.send_task(SWEEP_TASK)
+                producer.send_task(POLL_PENDING_TASK)
+                next_ring = time.monotonic() + 0.5
+            time.sleep(0.2)
     finally:
         os.killpg(second.pid, signal.SIGKILL)  # the outcome is in the database already
         second.wait(10)
