@@ -48,7 +48,7 @@ def server(redis_url: str) -> Iterator[redis.Redis]:
     client.delete(QUEUE)
 
 
-def publish(redis_url: str, stock: bool) -> str:
+def publish(redis_url: str, stock: bool, run: str) -> str:
     app = create_app(Settings(broker_url=redis_url))
     if stock:
         app.conf.broker_transport = None
@@ -56,17 +56,29 @@ def publish(redis_url: str, stock: bool) -> str:
         dispatcher = app.events.Dispatcher(conn, enabled=True)
         producer = app.amqp.Producer(conn)
         for i in range(N):
-            dispatcher.send("task-started", uuid=f"task-{i}")
+            dispatcher.send("task-started", uuid=f"{run}-{i}")
             producer.publish({"n": i}, routing_key=QUEUE, exchange="", declare=[])
         return type(conn.transport).__module__
 
 
-def received_events(events: redis.client.PubSub) -> int:
-    """Event messages that reached the subscriber (one quiet second ends the count)."""
+def _event_uuids(message: dict[str, Any]) -> list[str]:
+    envelope = json.loads(message["data"])
+    body = envelope["body"]
+    if envelope["properties"].get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    events = json.loads(body)
+    return [e.get("uuid", "") for e in (events if isinstance(events, list) else [events])]
+
+
+def received_events(events: redis.client.PubSub, run: str) -> int:
+    """This run's event messages that reached the subscriber (one quiet second ends the
+    count). Pub/sub channels are server-wide: other Celery workers on the same Redis (any
+    database) publish on them too, and are not counted."""
     got, quiet_until = 0, time.monotonic() + 1.0
     while time.monotonic() < quiet_until:
         message = events.get_message(timeout=0.1)
-        if message is not None and message["type"] == "pmessage":
+        if (message is not None and message["type"] == "pmessage"
+                and any(u.startswith(f"{run}-") for u in _event_uuids(message))):
             got += 1
             quiet_until = time.monotonic() + 1.0
     return got
@@ -77,14 +89,14 @@ def test_one_publishing_client_and_every_message_delivered(
     redis_url: str, server: redis.Redis, counted: list[int], stock: bool
 ) -> None:
     events = server.pubsub()
-    # Pub/sub channels are the server's, not a database's: this database's events only
-    # (kombu prefixes fanout channels with the db: "/<db>.celeryev/...").
-    events.psubscribe(f"/{server.connection_pool.connection_kwargs.get('db', 0)}.celeryev/*")
-    module = publish(redis_url, stock)
+    db = server.connection_pool.connection_kwargs.get("db", 0)
+    events.psubscribe(f"/{db}.celeryev/*")
+    run = f"task-{os.getpid()}-{time.monotonic_ns()}"
+    module = publish(redis_url, stock, run)
 
     assert module == ("kombu.transport.redis" if stock else "worker.broker_redis")
     assert server.llen(QUEUE) == N
-    assert received_events(events) == N
+    assert received_events(events, run) == N
     sync_clients = counted.count(0)
     if stock:
         assert sync_clients >= 2 * N  # a client per task message and per event

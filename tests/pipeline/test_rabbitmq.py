@@ -27,6 +27,7 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection, Queue
 
 from bench.rabbitmq import RabbitVhost
+from tests.pipeline.conftest import prompt_hub
 from worker.celery_app import (
     QUORUM_DELIVERY_LIMIT,
     RECONCILE_TASK,
@@ -67,7 +68,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 def _probe_app(url: str, tmp_path: Path) -> tuple[Any, dict[str, float], dict[str, str]]:
     """Our app's configuration, with a probe task on the stamp queue recording when each
     ring ran, and through which exchange it came."""
-    app = create_app(load_settings(broker_url=url, data_dir=tmp_path / "var"))
+    app = prompt_hub(create_app(load_settings(broker_url=url, data_dir=tmp_path / "var")))
     app.conf.worker_soft_shutdown_timeout = 0.0  # the embedded worker stops at once
     ran: dict[str, float] = {}
     via: dict[str, str] = {}
@@ -88,8 +89,13 @@ def test_worker_declares_every_queue_as_quorum_with_a_delivery_limit(
     app, _, _ = _probe_app(vhost.url, tmp_path)
     with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False,
                       queues=["stamp"], shutdown_timeout=30):
-        assert _wait(lambda: "celery_delayed_0" in vhost.queues() and "intake" in vhost.queues())
-    queues = vhost.queues()
+        queues: dict[str, dict[str, Any]] = {}
+
+        def declared() -> bool:  # one rabbitmqctl per round (~1 s each on this box)
+            queues.update(vhost.queues())
+            return "celery_delayed_0" in queues and "intake" in queues
+
+        assert _wait(declared)
     for name in QUEUES:
         assert queues[name]["type"] == "quorum" and queues[name]["durable"], queues[name]
         assert queues[name]["arguments"]["x-delivery-limit"] == QUORUM_DELIVERY_LIMIT

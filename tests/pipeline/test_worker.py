@@ -14,14 +14,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.pipeline.conftest import prompt_hub
 from worker.celery_app import STAMP_TASK
 from worker.cfdi.factory import build_invoice
 from worker.db.migrate import upgrade
@@ -86,6 +90,15 @@ def _pg_url() -> Iterator[str]:
     gen.close()
 
 
+def _embedded_worker(app: Celery, *, shutdown_timeout: float) -> AbstractContextManager[Any]:
+    """The real worker, in-process with the solo pool (its tasks run as a prefork child's
+    would: worker_process_init fires, so the first SIF delivery runs from the stamping
+    process), consuming what the pipeline consumes."""
+    prompt_hub(app)
+    return start_worker(app, pool="solo", perform_ping_check=False,
+                        queues=["stamp", "notify", "maintenance"], shutdown_timeout=shutdown_timeout)
+
+
 def _wait(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -115,8 +128,7 @@ def test_worker_stamps_and_reports_each_invoice_once(
     sessions = session_factory(create_db_engine(stack.database_url))
     xmls = [build_invoice(folio=str(i)) for i in range(4)]
     xmls.append(build_invoice(folio="r", receptor_rfc="XEXX010101000"))
-    with start_worker(app, pool="solo", perform_ping_check=False,
-                      queues=["stamp", "notify", "maintenance"], shutdown_timeout=20):
+    with _embedded_worker(app, shutdown_timeout=20):
         ids = []
         for i, xml in enumerate(xmls):
             r = submit(sessions, xml, empresa_ref_id="E1", reference=f"R{i}",
@@ -145,8 +157,7 @@ def test_sweeper_rings_invoices_whose_message_was_lost(stack: Settings, finkok: 
         assert row is not None and row.rung_at is not None
         row.next_attempt_at -= timedelta(minutes=2)  # type: ignore[operator]
         row.rung_at -= timedelta(minutes=2)
-    with start_worker(app, pool="solo", perform_ping_check=False,
-                      queues=["stamp", "notify", "maintenance"], shutdown_timeout=30):
+    with _embedded_worker(app, shutdown_timeout=30):
         app.send_task(SWEEP_TASK)
         assert _wait(lambda: _counts(stack)[0] == {"stamped": 1})
 
@@ -201,12 +212,15 @@ def test_sigkill_mid_stamp_still_ends_stamped_with_one_stamp(
     finkok.configure(latency_ms=0)
     second = _spawn_worker(stack, log)
     try:
-        time.sleep(3.5)  # the dead worker's lease (3 s) expires
-        deadline = time.monotonic() + 60
+        # What beat does every few seconds, from the start: the sweeper takes the row over
+        # only once the dead worker's lease (3 s) has expired, whenever it is asked.
+        deadline, next_ring = time.monotonic() + 60, 0.0
         while time.monotonic() < deadline and _counts(stack)[0] != {"stamped": 1}:
-            producer.send_task(SWEEP_TASK)  # what beat does every few seconds
-            producer.send_task(POLL_PENDING_TASK)
-            time.sleep(1)
+            if time.monotonic() >= next_ring:
+                producer.send_task(SWEEP_TASK)
+                producer.send_task(POLL_PENDING_TASK)
+                next_ring = time.monotonic() + 0.5
+            time.sleep(0.2)
     finally:
         os.killpg(second.pid, signal.SIGKILL)  # the outcome is in the database already
         second.wait(10)
