@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.settings import Settings, get_settings
@@ -151,25 +151,6 @@ class BillingCelery(Celery):
         return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
 
 
-class DeclareBillingQueues(bootsteps.StartStopStep):
-    """A RabbitMQ worker declares all four queues and their exchanges when it starts, also
-    those it does not consume (``-Q stamp``): native delayed delivery binds every queue of
-    the app to its delay exchanges, and a missing exchange made that setup fail for all.
-    A broker that does not answer yet is left to the worker's own connection retries."""
-
-    requires = ("celery.worker.consumer.connection:Connection",)
-
-    def start(self, c: Any) -> None:
-        try:
-            channel = c.connection.default_channel
-            for queue in billing_queues(str(c.app.conf.broker_url)):
-                queue(channel).declare()
-        except Exception as exc:  # logged; the consumer's own setup reports the rest
-            import logging
-
-            logging.getLogger(__name__).warning("could not declare the billing queues: %s", exc)
-
-
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if is_amqp(settings.broker_url):
         return dict(amqp_options()["broker_transport_options"])
@@ -261,5 +242,6 @@ def create_app(settings: Settings | None = None) -> Celery:
     if is_amqp(broker_url):
         app.conf.update({k: v for k, v in amqp_options().items()
                          if k != "broker_transport_options"})
-        app.steps["consumer"].add(DeclareBillingQueues)
+        # the billing queues declared before native delayed delivery binds them (worker.broker_amqp)
+        app.conf.worker_consumer = "worker.broker_amqp:BillingConsumer"
     return app

@@ -289,3 +289,35 @@ def test_a_refused_login_or_vhost_is_one_line(vhost: RabbitVhost, tmp_path: Path
         assert says in lines[0] and "check the user, password and vhost in BILLING_BROKER_URL" \
             in lines[0]
         assert "Wr0ng-amqp-pw" not in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_a_stamp_only_worker_sets_up_delayed_delivery_whatever_the_hash_seed(
+    vhost: RabbitVhost, tmp_path: Path, seed: str
+) -> None:
+    """A real `billing worker -Q stamp` on a fresh vhost: the billing queues are declared
+    before native delayed delivery binds them (worker.broker_amqp). The consumer's steps
+    came in an order set by the hash seed; with PYTHONHASHSEED=1 delayed delivery ran first
+    and gave up ("Native delayed delivery will not be available")."""
+    from worker.db.migrate import upgrade
+
+    db_url = f"sqlite:///{tmp_path / 'billing.db'}"
+    upgrade(db_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
+    env.update({"BILLING_DATA_DIR": str(tmp_path / "var"), "BILLING_DATABASE_URL": db_url,
+                "BILLING_BROKER_URL": vhost.url, "PYTHONHASHSEED": seed})
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*_billing(), "worker", "-c", "1", "-Q", "stamp",
+                                 "-n", f"seed{seed}-{os.getpid()}@%h"], env=env, cwd=tmp_path,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            assert _wait(lambda: b" ready." in log_path.read_bytes(), 60), \
+                log_path.read_text()[-3000:]
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+    text = log_path.read_text()
+    assert "delayed delivery will not be available" not in text, text[-3000:]
+    assert "Failed to bind" not in text, text[-3000:]
+    assert sum(1 for name in vhost.queues() if name.startswith("celery_delayed_")) == 28
