@@ -291,9 +291,8 @@ def test_a_refused_login_or_vhost_is_one_line(vhost: RabbitVhost, tmp_path: Path
         assert "Wr0ng-amqp-pw" not in res.stderr + res.stdout
 
 
-@pytest.mark.parametrize("seed", ["1", "2"])
 def test_a_stamp_only_worker_sets_up_delayed_delivery_whatever_the_hash_seed(
-    vhost: RabbitVhost, tmp_path: Path, seed: str
+    vhost: RabbitVhost, tmp_path: Path
 ) -> None:
     """A real `billing worker -Q stamp` on a fresh vhost: the billing queues are declared
     before native delayed delivery binds them (worker.broker_amqp). The consumer's steps
@@ -301,6 +300,7 @@ def test_a_stamp_only_worker_sets_up_delayed_delivery_whatever_the_hash_seed(
     and gave up ("Native delayed delivery will not be available")."""
     from worker.db.migrate import upgrade
 
+    seed = "1"  # the seed that put delayed delivery first (seed 2 did not)
     db_url = f"sqlite:///{tmp_path / 'billing.db'}"
     upgrade(db_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
