@@ -55,7 +55,8 @@ class LocalStack:
     broker_url: str = ""  # empty: the filesystem broker in data_dir
     workers: int = 1
     concurrency: int = 4
-    # Optional dedicated SIF-notification worker: (processes). 0: every worker takes all queues.
+    # Optional SIF-notification and maintenance worker (processes); the others then take only
+    # `stamp`. 0: every worker takes all queues.
     notify_concurrency: int = 0
     settings_env: dict[str, str] = field(default_factory=dict)  # extra BILLING_* values
     finkok_config: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +125,7 @@ class LocalStack:
                      name: str = "") -> subprocess.Popen[bytes]:
         name = name or f"worker{index}"
         if not queues:
-            queues = "stamp,maintenance" if self.notify_concurrency else QUEUES
+            queues = "stamp" if self.notify_concurrency else QUEUES
         return self._spawn(name, [
             "-m", "celery", "-A", "worker.tasks", "worker", "-P", "prefork",
             "-c", str(concurrency or self.concurrency), "-Q", queues, "-n", f"{name}@%h",
@@ -143,7 +144,9 @@ class LocalStack:
         for i in range(self.workers):
             self.start_worker(i)
         if self.notify_concurrency:
-            self.start_worker(0, queues="notify", concurrency=self.notify_concurrency,
+            # as `billing worker` keeps them apart (worker/cli/pools.py): stamping alone in
+            # its pool; SIF delivery and the maintenance tasks (sweep, pollers) beside it
+            self.start_worker(0, queues="notify,maintenance", concurrency=self.notify_concurrency,
                               name="notifier")
         if beat:
             self.start_beat()
