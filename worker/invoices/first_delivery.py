@@ -97,12 +97,17 @@ class Seat:
         self._fill(item)
         return left
 
+    def release(self) -> None:
+        """Nothing for the thread (a no-op once handed): the end of the task's ``with``."""
+        self._fill(None)
+
     def _fill(self, item: Claimed | Ring | None) -> None:
         if not self._filled.is_set():
             self._item = item
             self._filled.set()
 
-    def _wait(self) -> Claimed | Ring | None:
+    def wait(self) -> Claimed | Ring | None:
+        """(the thread) What the task handed over, once it has; None: nothing."""
         self._filled.wait()
         return self._item
 
@@ -133,7 +138,7 @@ class FirstDelivery:
         try:
             yield seat
         finally:
-            seat._fill(None)
+            seat.release()
 
     def take(self, rings: Iterable[Ring]) -> list[Ring]:
         """The rings left for the broker: one due-now SIF ring is taken by this process's
@@ -168,7 +173,7 @@ class FirstDelivery:
             seat = self._slot.get()
             if not isinstance(seat, Seat):  # _STOP
                 return
-            item = seat._wait()  # filled (or released) right after the stamp task's commit
+            item = seat.wait()  # filled (or released) right after the stamp task's commit
             if item is None or seat.owner is None:
                 continue
             row_id = item.row_id if isinstance(item, Ring) else item.id
