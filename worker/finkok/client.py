@@ -15,7 +15,7 @@
 * The password is a ``SecretStr``; it is masked in ``repr``, in zeep's DEBUG envelope logs
   (``worker.redaction``) and never placed in an exception.
 
-A client may be shared by threads (requests sessions and zeep clients tolerate concurrent
+A client may be shared by threads (urllib3 pools and zeep clients tolerate concurrent
 calls); for heavy parallelism give each worker thread its own client.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import requests
+import urllib3
 import zeep.exceptions
 from lxml import etree
 from pydantic import SecretStr
@@ -36,12 +36,13 @@ from zeep.proxy import ServiceProxy
 from worker import redaction
 from worker.finkok import results, services
 from worker.finkok.services import ServiceInfo
-from worker.finkok.transport import make_session, make_transport, translate
+from worker.finkok.transport import make_transport, translate
 
 T = TypeVar("T")
 
 _CAUGHT = (
-    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
     zeep.exceptions.Fault,
     zeep.exceptions.TransportError,
     zeep.exceptions.XMLSyntaxError,
@@ -80,7 +81,6 @@ class FinkokClient:
         read_timeout_s: float = 60.0,
         manifest_url: str | None = None,
         pool_maxsize: int = 10,
-        session: requests.Session | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"Finkok base URL must be http(s)://..., got {base_url!r}")
@@ -90,8 +90,7 @@ class FinkokClient:
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._session = session or make_session(pool_maxsize)
-        self._transport = make_transport(self._session, connect_timeout_s, read_timeout_s)
+        self._transport = make_transport(connect_timeout_s, read_timeout_s, pool_maxsize)
         self._proxies: dict[str, ServiceProxy] = {}
         self._clients: dict[str, ZeepClient] = {}
         self._lock = threading.Lock()
@@ -117,7 +116,7 @@ class FinkokClient:
         )
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> FinkokClient:
         return self
