@@ -44,7 +44,7 @@ from worker.celery_app import (
     create_app,
 )
 from worker.db.models import utcnow
-from worker.db.session import pinned_sessions
+from worker.db.session import pinned_sessions, release_pinned
 from worker.invoices import (
     first_delivery,
     intake_task,  # noqa: F401  (billing.submit_invoice, the producers' task)
@@ -198,6 +198,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         first = _FIRST_DELIVERY.pop(app, None)
         if first is not None:
             first.close()
+        release_pinned()  # the connections the task and delivery threads kept
 
     app.conf.beat_schedule = {
         "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s,

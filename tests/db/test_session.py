@@ -34,3 +34,86 @@ def test_pinned_sessions_share_one_connection_and_one_session_class(engine: Engi
         assert not first().expire_on_commit
     assert _count(engine) == before + 1
     assert type(sessionmaker(bind=engine)()) is not type(sessionmaker(bind=engine)())
+
+
+def _checkouts(engine: Engine) -> list[int]:
+    from sqlalchemy import event
+
+    seen: list[int] = []
+    event.listen(engine, "checkout", lambda *_: seen.append(1))
+    return seen
+
+
+def test_a_thread_keeps_its_connection_for_back_to_back_uses(engine: Engine) -> None:
+    from worker.db.session import release_pinned
+
+    release_pinned()
+    seen = _checkouts(engine)
+    connections = []
+    for _ in range(3):
+        with pinned_sessions(engine) as sessions, sessions.begin() as s:
+            connections.append(s.connection().connection.dbapi_connection)
+    assert len(seen) == 1  # one checkout for three uses
+    assert connections[0] is connections[1] is connections[2]
+
+    other: list[object] = []
+
+    def elsewhere() -> None:
+        with pinned_sessions(engine) as sessions, sessions.begin() as s:
+            other.append(s.connection().connection.dbapi_connection)
+
+    import threading
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert other[0] is not connections[0]  # another thread, a connection of its own
+    release_pinned()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_an_idle_or_failed_use_gives_the_connection_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.db import session as module
+
+    module.release_pinned()
+    seen = _checkouts(engine)
+    with pinned_sessions(engine) as sessions, sessions.begin() as s:
+        s.add(AuditLog(actor="t", action="pinned", reason="kept"))
+    with pytest.raises(RuntimeError), pinned_sessions(engine):
+        raise RuntimeError("the task fails")
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # given back
+    with pinned_sessions(engine) as sessions, sessions.begin() as s:
+        s.add(AuditLog(actor="t", action="pinned", reason="after the failure"))
+    assert len(seen) == 2
+    monkeypatch.setattr(module, "KEEP_IDLE_S", 0.0)  # every use finds it idle
+    with pinned_sessions(engine) as sessions, sessions.begin() as s:
+        s.add(AuditLog(actor="t", action="pinned", reason="after idling"))
+    assert len(seen) == 3
+    assert _count(engine) == 3
+    module.release_pinned()
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced(engine: Engine) -> None:
+    """PostgreSQL kills the kept connection's backend (a restart, an idle reaper): the next
+    use fails once, gives it back, and the one after checks out a live one."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.db.session import release_pinned
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to drop (the PostgreSQL run covers it)")
+    release_pinned()
+    with pinned_sessions(engine) as sessions, sessions.begin() as s:
+        pid = s.scalar(text("SELECT pg_backend_pid()"))
+    with engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(DBAPIError) as info, pinned_sessions(engine) as sessions, \
+            sessions.begin() as s:
+        s.scalar(text("SELECT 1"))
+    assert info.value.connection_invalidated
+    with pinned_sessions(engine) as sessions, sessions.begin() as s:
+        assert s.scalar(text("SELECT pg_backend_pid()")) != pid
+    release_pinned()

@@ -12,9 +12,12 @@ PostgreSQL uses psycopg 3 with READ COMMITTED; claims there are compare-and-set 
 from __future__ import annotations
 
 import functools
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -105,13 +108,81 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# A thread keeps its pinned connection between uses that come back to back: no pool
+# checkout (and no pre-ping round trip) per task. One idle longer than this goes back to
+# the pool at the next use, and the checkout's pre-ping checks the one that replaces it.
+KEEP_IDLE_S = 10.0
+
+
+@dataclass(eq=False)
+class _Kept:
+    engine: Engine
+    connection: Connection
+    sessions: _PinnedSessions
+    pid: int
+    thread: threading.Thread
+    last_used: float
+
+    def close(self) -> None:
+        _all_kept.pop(id(self), None)
+        if self.pid == os.getpid():  # (a forked child never touches its parent's socket)
+            self.connection.close()
+
+
+_kept = threading.local()
+_all_kept: dict[int, _Kept] = {}  # every kept connection of this process, by id
+
+
 @contextmanager
 def pinned_sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """Sessions that all run on one pooled connection: a task's few short transactions
     cost one checkout (and one pre-ping round trip) instead of one each. Between them no
-    transaction is open, so holding the connection across a network call holds no lock."""
-    with engine.connect() as connection:
-        yield _PinnedSessions(connection)
+    transaction is open, so holding the connection across a network call holds no lock.
+
+    The thread keeps that connection for its next use while uses come back to back (less
+    than ``KEEP_IDLE_S`` apart): a busy worker process checks out once, not per task. A
+    block that raises gives its connection back to the pool (rolled back; a dropped one
+    is discarded), so an error never leaves a broken connection kept. Not for nesting:
+    a use inside another on the same thread gets a connection of its own."""
+    kept = _take_kept(engine)
+    try:
+        yield kept.sessions
+    except BaseException:
+        kept.close()
+        raise
+    if kept.connection.in_transaction():  # (every block of ours commits or rolls back)
+        kept.connection.rollback()
+    kept.last_used = time.monotonic()
+    previous: _Kept | None = getattr(_kept, "pin", None)
+    if previous is not None:  # a nested use kept its own: keep one
+        previous.close()
+    _kept.pin = kept
+
+
+def _take_kept(engine: Engine) -> _Kept:
+    kept: _Kept | None = getattr(_kept, "pin", None)
+    _kept.pin = None
+    if kept is not None and (kept.pid != os.getpid() or kept.engine is not engine
+                             or kept.connection.closed or kept.connection.invalidated
+                             or time.monotonic() - kept.last_used > KEEP_IDLE_S):
+        kept.close()
+        kept = None
+    if kept is None:
+        for other in list(_all_kept.values()):  # (rare: a checkout) those of ended threads
+            if not other.thread.is_alive() or other.pid != os.getpid():
+                other.close()
+        connection = engine.connect()
+        kept = _Kept(engine, connection, _PinnedSessions(connection), os.getpid(),
+                     threading.current_thread(), time.monotonic())
+        _all_kept[id(kept)] = kept
+    return kept
+
+
+def release_pinned() -> None:
+    """Give back every connection this process's threads keep (at process shutdown)."""
+    _kept.pin = None
+    for kept in list(_all_kept.values()):
+        kept.close()
 
 
 @functools.cache
