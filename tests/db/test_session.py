@@ -117,3 +117,25 @@ def test_a_kept_connection_the_server_dropped_is_replaced(engine: Engine) -> Non
     with pinned_sessions(engine) as sessions, sessions.begin() as s:
         assert s.scalar(text("SELECT pg_backend_pid()")) != pid
     release_pinned()
+
+
+def test_each_block_ends_its_session_and_the_next_reuses_it(engine: Engine) -> None:
+    """Every ``begin()`` block is a transaction whose session is closed at the end (an
+    object it loaded is detached, not served stale to the next block); the closed session
+    object serves the next block; a block inside another has its own."""
+    from sqlalchemy import inspect
+
+    from worker.db.session import release_pinned
+
+    with pinned_sessions(engine) as sessions:
+        with sessions.begin() as s:
+            s.add(AuditLog(actor="t", action="pinned", reason="one"))
+        with sessions.begin() as first:
+            row = first.scalars(select(AuditLog)).one()
+            with sessions.begin() as inner:
+                assert inner is not first  # nested: a session of its own
+        assert inspect(row).detached and not first.identity_map  # closed at the block's end
+        with sessions.begin() as second:
+            assert second is first  # reused once closed
+            assert second.scalars(select(AuditLog)).one() is not row  # read afresh
+    release_pinned()
