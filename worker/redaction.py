@@ -71,6 +71,7 @@ _ELEMENT = re.compile(
 )
 
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # _secrets, longest first: "ab" masked before "a"
 _lock = threading.Lock()
 
 
@@ -82,24 +83,28 @@ def register_secret(secret: str, *, min_length: int = 4) -> None:
     garble ordinary words and hide nothing (the Finkok client asks for 6; the element
     masking still covers its password in envelopes).
     """
+    global _longest_first
     if len(secret) >= min_length:
         with _lock:
             _secrets.add(secret)
+            _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
     install()
 
 
 def _registered(text: str) -> str:
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _longest_first:  # (a tuple replaced whole when one is added: no lock)
         if secret in text:
             text = text.replace(secret, MASK)
     return text
 
 
 def redact(text: str) -> str:
-    """``text`` with credential elements masked and every registered secret replaced."""
-    return _registered(_ELEMENT.sub(lambda m: f"{m.group(1)}{MASK}{m.group(4)}", text))
+    """``text`` with credential elements masked and every registered secret replaced.
+    (Every log line's values pass through here: a text without a ``<`` has no element to
+    mask, and the secrets are sorted once when registered, not per call.)"""
+    if "<" in text:
+        text = _ELEMENT.sub(lambda m: f"{m.group(1)}{MASK}{m.group(4)}", text)
+    return _registered(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -63,3 +63,16 @@ def test_redact_masks_credential_elements_and_registered_secrets() -> None:
     for secret in ("p1<", "p2<", "p3<", "PRIVATEKEY", "another-Secret-123"):
         assert secret not in clean
     assert clean.count(MASK) >= 5  # other tests' registered secrets may add more
+
+
+def test_a_secret_inside_a_longer_one_never_leaves_the_longer_ones_tail() -> None:
+    """Secrets are masked longest first, whatever order they were registered in; a text
+    with no ``<`` and no secret comes back as it was."""
+    from worker.redaction import register_secret
+
+    register_secret("shared-prefix-9f3")
+    register_secret("shared-prefix-9f3-and-more-7c1")
+    clean = redact("sent shared-prefix-9f3-and-more-7c1 then shared-prefix-9f3.")
+    assert clean == f"sent {MASK} then {MASK}."
+    plain = "invoice 5B13C295 -> stamped (a > b)"
+    assert redact(plain) == plain
