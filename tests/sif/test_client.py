@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import pytest
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from worker.sandbox.sif import SifSandbox
 from worker.sif.client import (
@@ -14,6 +17,7 @@ from worker.sif.client import (
     SifConfigError,
     SifConnectionError,
     SifTimeout,
+    _timed_out,
     resolve_target,
 )
 from worker.sif.payload import build_nok
@@ -106,6 +110,21 @@ def test_answer_text_is_truncated_to_2kb(sif: SifSandbox, client: SifClient) -> 
     assert response.status_code == 503
     assert len(response.body_text.encode()) == MAX_BODY_TEXT_BYTES
     assert response.body_text.startswith('{"error": {"code": 503')
+    # The unread rest went with its connection: the next PUT opens a fresh one and is whole.
+    assert client.put_status(EMPRESA, nok("R2")).status_code == 204
+    first, second = sif.received()
+    assert first["peer_port"] != second["peer_port"] and second["body"]["reference"] == "R2"
+
+
+def test_a_stalled_send_is_a_timeout_and_a_refusal_is_not() -> None:
+    """urllib3 wraps a send past the timeout in ProtocolError; NewConnectionError (refused,
+    DNS) subclasses its ConnectTimeoutError."""
+    pool = HTTPConnectionPool("127.0.0.1", 1)
+    assert _timed_out(ProtocolError("Connection aborted.", TimeoutError("timed out")))
+    assert _timed_out(ReadTimeoutError(pool, "/x", "Read timed out."))
+    assert _timed_out(ConnectTimeoutError(pool, "timed out"))
+    assert not _timed_out(NewConnectionError(pool, "Failed to establish a new connection"))
+    assert not _timed_out(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
 
 
 def test_timeout_is_our_own_exception_without_the_secret(sif: SifSandbox) -> None:
@@ -131,13 +150,13 @@ def test_connection_refused_is_our_own_exception_without_the_secret() -> None:
     url = f"http://127.0.0.1:{_closed_port()}/mcs/sif"
     with SifClient(make_settings(url)) as client, pytest.raises(SifConnectionError) as info:
         client.put_status(EMPRESA, nok())
-    assert "ConnectError" in str(info.value)
+    assert "NewConnectionError" in str(info.value) and "Connection refused" in str(info.value)
     assert SECRET not in str(info.value)
 
 
 def test_dropped_connection_is_a_connection_error(sif: SifSandbox, client: SifClient) -> None:
     sif.configure(faults=["drop"])
-    with pytest.raises(SifConnectionError, match="RemoteProtocolError"):
+    with pytest.raises(SifConnectionError, match="ProtocolError.*Connection aborted"):
         client.put_status(EMPRESA, nok())
     assert sif.statuses(EMPRESA, "0016921514") == ["NOK"]  # SIF committed it anyway
 
@@ -145,7 +164,7 @@ def test_dropped_connection_is_a_connection_error(sif: SifSandbox, client: SifCl
 def test_secret_never_reaches_logs_or_reprs(
     sif: SifSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # root: httpx, httpcore.* and ours at DEBUG
+    caplog.set_level(logging.DEBUG)  # root: urllib3.*, httpx, httpcore.* and ours at DEBUG
     settings = make_settings(sif.url, sif_read_timeout_s=0.2)
     with SifClient(settings) as client:
         client.put_status(EMPRESA, nok())
@@ -154,13 +173,20 @@ def test_secret_never_reaches_logs_or_reprs(
             client.put_status(EMPRESA, nok())
         client.put_status(EMPRESA, nok())
         assert SECRET not in repr(client)
+        path = urlsplit(client.url_for(EMPRESA)).path
     with SifClient(make_settings(sif.url, sif_secret="wrong-secret-abc123")) as wrong:
         assert wrong.put_status(EMPRESA, nok()).status_code == 401
+    assert [r["secret_ok"] for r in sif.received()] == [True, True, True, False]  # sent, both
     names = {r.name for r in caplog.records}
-    assert {"httpx", "httpcore.http11", "httpcore.connection"} <= names  # DEBUG really on
+    assert {"urllib3.connectionpool", "worker.sif"} <= names  # DEBUG really on
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "send_request_headers" in text
+    # The negative control: urllib3 logged each request of the exchange that carried the secret.
+    put_line = f'"PUT {path} HTTP/1.1"'
+    assert f"{put_line} 204" in text and f"{put_line} 503" in text and f"{put_line} 401" in text
     assert SECRET not in text and "wrong-secret-abc123" not in text
+    # Nothing at INFO or above per request (httpx logged "HTTP Request: PUT ..." at INFO).
+    assert [r.getMessage() for r in caplog.records
+            if r.name.startswith("urllib3") and r.levelno >= logging.INFO] == []
     assert SECRET not in repr(settings) and SECRET not in str(settings.masked())
 
 
