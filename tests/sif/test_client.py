@@ -194,12 +194,18 @@ def test_a_library_that_echoed_the_secret_would_be_masked(
     sif: SifSandbox, client: SifClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A gateway echoing our headers would put them in httpcore's DEBUG response-header
-    line; the filter masks a registered secret whatever logger line carries it."""
+    line (the health check's httpx), a future urllib3 might log request headers; the filter
+    masks a registered secret whatever watched logger line carries it, and only that."""
     caplog.set_level(logging.DEBUG)
     logging.getLogger("httpcore.http11").debug(
         "receive_response_headers.complete return_value=%r", [(b"secret", SECRET.encode())]
     )
     logging.getLogger("httpx").info("echo %s", SECRET)
+    logging.getLogger("urllib3.connectionpool").debug("headers %r", {"secret": SECRET})
+    logging.getLogger("urllib3.connection").warning("echo %s", SECRET)
+    logging.getLogger("urllib3.connectionpool").debug("unregistered %s", "not-a-secret-5d1e")
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in text
-    assert text.count("********") == 2
+    assert text.count("********") == 4
+    assert "unregistered not-a-secret-5d1e" in text  # the capture shows what is not a secret
+
