@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from urllib3 import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
@@ -19,6 +31,7 @@ from worker.sif.client import (
     SifTimeout,
     _timed_out,
     resolve_target,
+    tls_context,
 )
 from worker.sif.payload import build_nok
 from worker.sif.schema import SifBodyError
@@ -209,3 +222,73 @@ def test_a_library_that_echoed_the_secret_would_be_masked(
     assert text.count("********") == 4
     assert "unregistered not-a-secret-5d1e" in text  # the capture shows what is not a secret
 
+
+def _self_signed(tmp_path: Path, name: str, san: x509.GeneralName) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class _NoContent(BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _https(cert: Path, key: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoContent)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/mcs/sif"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_is_verified_as_httpx_verified_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """certifi's roots by default (a self-signed SIF is refused), SSL_CERT_FILE when set (as
+    httpx's default context), and the hostname checked against the certificate."""
+    good = _self_signed(tmp_path, "sif-ip", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    other = _self_signed(tmp_path, "elsewhere", x509.DNSName("sif.example.invalid"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+    def put(served: tuple[Path, Path], ca_file: Path | None) -> int:
+        if ca_file is not None:
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        tls_context.cache_clear()
+        with _https(*served) as url, SifClient(make_settings(url)) as client:
+            return client.put_status(EMPRESA, nok()).status_code
+
+    try:
+        with pytest.raises(SifConnectionError, match="SSLError.*CERTIFICATE_VERIFY_FAILED"):
+            put(good, None)
+        assert put(good, good[0]) == 204
+        with pytest.raises(SifConnectionError, match="SSLError.*IP address mismatch"):
+            put(other, other[0])
+    finally:
+        monkeypatch.undo()
+        tls_context.cache_clear()
