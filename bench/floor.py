@@ -29,8 +29,8 @@ b. **SQL**: the statements one invoice costs in the pipeline, copied from what t
 c. **SIF body**: what ``body_for`` does for an OK: ``extract`` of the stamped XML,
    ``render_cfdi`` (the PDF, its own row), ``build_ok`` (base64 of PDF and XML,
    datosFiscales) and ``validate_body`` (the JSON schema), on the sandbox's stamped XMLs.
-d. **SIF PUT**: the project's ``SifClient.put_status`` (JSON encoding, one httpx request on
-   a kept-alive connection, reading the answer) with that body against a SIF sandbox
+d. **SIF PUT**: the project's ``SifClient.put_status`` (JSON encoding, one urllib3 request
+   on a kept-alive connection, reading the answer) with that body against a SIF sandbox
    process. Server: the sandbox process (it parses and validates the body too).
 e. **broker**: the two task messages of an invoice (stamp, notify), as the real producer
    publishes them (captured from the broker, ~1 KB each), each LPUSHed and BRPOPped with
@@ -230,7 +230,7 @@ def put_piece(settings: Settings, body: dict[str, Any], sif_pid: int, reps: int,
         client_s, server_s = cpu.stop()
     if set(codes) != {204}:
         raise SystemExit(f"floor: the SIF sandbox answered {sorted(set(codes))}, not 204")
-    return Piece("d", "SIF PUT", "SifClient.put_status: JSON, httpx", reps, client_s,
+    return Piece("d", "SIF PUT", "SifClient.put_status: JSON, urllib3", reps, client_s,
                  server_s, "SIF sandbox process")
 
 

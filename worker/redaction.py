@@ -11,12 +11,13 @@ What is masked (``redact``):
 Where: clients register what they hold when they are built, which also attaches one
 logging filter to the loggers of the libraries that could print a secret (``install``):
 zeep and urllib3 log whole SOAP envelopes at DEBUG (with the password in
-``<ns0:password>``); httpx/httpcore 0.28/1.0 do not log request headers, but httpcore logs
-*response* headers at DEBUG, a proxy or SIF gateway could echo ours back, and a future
-version may log more. A logger's filters only see records created on that very logger, so
-each known logger name gets the filter. On top of that, the structured-log processor
-(``worker.logging``) masks every record our own handler renders, whichever logger it came
-from.
+``<ns0:password>``); urllib3 2.x (the SIF client's HTTP) logs no request headers, only one
+request line per call at DEBUG, but a future version may log more; httpx/httpcore (the
+health check's GET of SIF's base URL) do not log request headers either, but httpcore logs
+*response* headers at DEBUG, and a proxy or SIF gateway could echo ours back. A logger's
+filters only see records created on that very logger, so each known logger name gets the
+filter. On top of that, the structured-log processor (``worker.logging``) masks every
+record our own handler renders, whichever logger it came from.
 """
 
 from __future__ import annotations
@@ -49,8 +50,15 @@ FINKOK_LOGGERS = (
     "urllib3.connectionpool",
     "requests",
 )
-# httpx/httpcore, and ours that log SIF's answers.
+# urllib3 (the SIF client; its connectionpool logger is also Finkok's), httpx/httpcore (the
+# health check's GET of SIF), and ours that log SIF's answers.
 SIF_LOGGERS = (
+    "urllib3",
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
     "httpx",
     "httpcore",
     "httpcore.connection",

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from worker.sandbox.sif import SifSandbox
 from worker.sif.client import (
@@ -14,7 +29,9 @@ from worker.sif.client import (
     SifConfigError,
     SifConnectionError,
     SifTimeout,
+    _timed_out,
     resolve_target,
+    tls_context,
 )
 from worker.sif.payload import build_nok
 from worker.sif.schema import SifBodyError
@@ -106,6 +123,21 @@ def test_answer_text_is_truncated_to_2kb(sif: SifSandbox, client: SifClient) -> 
     assert response.status_code == 503
     assert len(response.body_text.encode()) == MAX_BODY_TEXT_BYTES
     assert response.body_text.startswith('{"error": {"code": 503')
+    # The unread rest went with its connection: the next PUT opens a fresh one and is whole.
+    assert client.put_status(EMPRESA, nok("R2")).status_code == 204
+    first, second = sif.received()
+    assert first["peer_port"] != second["peer_port"] and second["body"]["reference"] == "R2"
+
+
+def test_a_stalled_send_is_a_timeout_and_a_refusal_is_not() -> None:
+    """urllib3 wraps a send past the timeout in ProtocolError; NewConnectionError (refused,
+    DNS) subclasses its ConnectTimeoutError."""
+    pool = HTTPConnectionPool("127.0.0.1", 1)
+    assert _timed_out(ProtocolError("Connection aborted.", TimeoutError("timed out")))
+    assert _timed_out(ReadTimeoutError(pool, "/x", "Read timed out."))
+    assert _timed_out(ConnectTimeoutError(pool, "timed out"))
+    assert not _timed_out(NewConnectionError(pool, "Failed to establish a new connection"))
+    assert not _timed_out(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
 
 
 def test_timeout_is_our_own_exception_without_the_secret(sif: SifSandbox) -> None:
@@ -131,13 +163,13 @@ def test_connection_refused_is_our_own_exception_without_the_secret() -> None:
     url = f"http://127.0.0.1:{_closed_port()}/mcs/sif"
     with SifClient(make_settings(url)) as client, pytest.raises(SifConnectionError) as info:
         client.put_status(EMPRESA, nok())
-    assert "ConnectError" in str(info.value)
+    assert "NewConnectionError" in str(info.value) and "Connection refused" in str(info.value)
     assert SECRET not in str(info.value)
 
 
 def test_dropped_connection_is_a_connection_error(sif: SifSandbox, client: SifClient) -> None:
     sif.configure(faults=["drop"])
-    with pytest.raises(SifConnectionError, match="RemoteProtocolError"):
+    with pytest.raises(SifConnectionError, match="ProtocolError.*Connection aborted"):
         client.put_status(EMPRESA, nok())
     assert sif.statuses(EMPRESA, "0016921514") == ["NOK"]  # SIF committed it anyway
 
@@ -145,7 +177,7 @@ def test_dropped_connection_is_a_connection_error(sif: SifSandbox, client: SifCl
 def test_secret_never_reaches_logs_or_reprs(
     sif: SifSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # root: httpx, httpcore.* and ours at DEBUG
+    caplog.set_level(logging.DEBUG)  # root: urllib3.*, httpx, httpcore.* and ours at DEBUG
     settings = make_settings(sif.url, sif_read_timeout_s=0.2)
     with SifClient(settings) as client:
         client.put_status(EMPRESA, nok())
@@ -154,13 +186,20 @@ def test_secret_never_reaches_logs_or_reprs(
             client.put_status(EMPRESA, nok())
         client.put_status(EMPRESA, nok())
         assert SECRET not in repr(client)
+        path = urlsplit(client.url_for(EMPRESA)).path
     with SifClient(make_settings(sif.url, sif_secret="wrong-secret-abc123")) as wrong:
         assert wrong.put_status(EMPRESA, nok()).status_code == 401
+    assert [r["secret_ok"] for r in sif.received()] == [True, True, True, False]  # sent, both
     names = {r.name for r in caplog.records}
-    assert {"httpx", "httpcore.http11", "httpcore.connection"} <= names  # DEBUG really on
+    assert {"urllib3.connectionpool", "worker.sif"} <= names  # DEBUG really on
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "send_request_headers" in text
+    # The negative control: urllib3 logged each request of the exchange that carried the secret.
+    put_line = f'"PUT {path} HTTP/1.1"'
+    assert f"{put_line} 204" in text and f"{put_line} 503" in text and f"{put_line} 401" in text
     assert SECRET not in text and "wrong-secret-abc123" not in text
+    # Nothing at INFO or above per request (httpx logged "HTTP Request: PUT ..." at INFO).
+    assert [r.getMessage() for r in caplog.records
+            if r.name.startswith("urllib3") and r.levelno >= logging.INFO] == []
     assert SECRET not in repr(settings) and SECRET not in str(settings.masked())
 
 
@@ -168,12 +207,88 @@ def test_a_library_that_echoed_the_secret_would_be_masked(
     sif: SifSandbox, client: SifClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A gateway echoing our headers would put them in httpcore's DEBUG response-header
-    line; the filter masks a registered secret whatever logger line carries it."""
+    line (the health check's httpx), a future urllib3 might log request headers; the filter
+    masks a registered secret whatever watched logger line carries it, and only that."""
     caplog.set_level(logging.DEBUG)
     logging.getLogger("httpcore.http11").debug(
         "receive_response_headers.complete return_value=%r", [(b"secret", SECRET.encode())]
     )
     logging.getLogger("httpx").info("echo %s", SECRET)
+    logging.getLogger("urllib3.connectionpool").debug("headers %r", {"secret": SECRET})
+    logging.getLogger("urllib3.connection").warning("echo %s", SECRET)
+    logging.getLogger("urllib3.connectionpool").debug("unregistered %s", "not-a-secret-5d1e")
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in text
-    assert text.count("********") == 2
+    assert text.count("********") == 4
+    assert "unregistered not-a-secret-5d1e" in text  # the capture shows what is not a secret
+
+
+def _self_signed(tmp_path: Path, name: str, san: x509.GeneralName) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class _NoContent(BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _https(cert: Path, key: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoContent)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/mcs/sif"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_is_verified_as_httpx_verified_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """certifi's roots by default (a self-signed SIF is refused), SSL_CERT_FILE when set (as
+    httpx's default context), and the hostname checked against the certificate."""
+    good = _self_signed(tmp_path, "sif-ip", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    other = _self_signed(tmp_path, "elsewhere", x509.DNSName("sif.example.invalid"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+    def put(served: tuple[Path, Path], ca_file: Path | None) -> int:
+        if ca_file is not None:
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        tls_context.cache_clear()
+        with _https(*served) as url, SifClient(make_settings(url)) as client:
+            return client.put_status(EMPRESA, nok()).status_code
+
+    try:
+        with pytest.raises(SifConnectionError, match="SSLError.*CERTIFICATE_VERIFY_FAILED"):
+            put(good, None)
+        assert put(good, good[0]) == 204
+        with pytest.raises(SifConnectionError, match="SSLError.*IP address mismatch"):
+            put(other, other[0])
+    finally:
+        monkeypatch.undo()
+        tls_context.cache_clear()

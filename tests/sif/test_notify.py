@@ -234,7 +234,7 @@ def test_connection_refused_retries(sessions: sessionmaker[Session], add_nok: Ma
         outcome = run(sessions, nid, client, settings)
     assert (outcome.result, outcome.state, outcome.status_code) == ("retry_connection", N.RETRY_WAIT, None)
     [attempt] = attempts(sessions, nid)
-    assert (attempt.error or "").startswith("connection: ") and "ConnectError" in (attempt.error or "")
+    assert (attempt.error or "").startswith("connection: ") and "NewConnectionError" in (attempt.error or "")
     assert notification(sessions, nid).last_status_code is None
 
 
