@@ -12,7 +12,8 @@ two steps that do not require each other come in an order that changes with the
 interpreter's hash seed (Celery collects them in a set; ``PYTHONHASHSEED=1`` put delayed
 delivery first every time). ``DelayedDeliveryAfterQueues`` is Celery's step requiring
 ``DeclareBillingQueues``; ``BillingConsumer`` has both in place of the stock one
-(``worker_consumer``, set by ``worker.celery_app.create_app`` for amqp:// URLs). A real
+(``worker_consumer``, set by ``worker.celery_app.create_app`` for amqp:// URLs; it batches
+Flower's task events as every worker's consumer does: ``worker.consumer``). A real
 `billing worker -Q stamp` with PYTHONHASHSEED=1 proves it (tests/pipeline/test_rabbitmq.py;
 the stock order fails it).
 """
@@ -27,6 +28,7 @@ from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
 
 from worker.celery_app import billing_queues
+from worker.consumer import EventBatchingConsumer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,9 @@ class DelayedDeliveryAfterQueues(DelayedDelivery):
     requires = ("celery.worker.consumer.tasks:Tasks", DeclareBillingQueues)
 
 
-class BillingConsumer(Consumer):
+class BillingConsumer(EventBatchingConsumer):
+    """The events batched as every worker's (``worker.consumer``), and the steps above."""
+
     # celery-types declares Consumer.Blueprint as an attribute, not as the class it is
     class Blueprint(Consumer.Blueprint):  # type: ignore[misc,valid-type]
         default_steps = [

@@ -239,6 +239,8 @@ def create_app(settings: Settings | None = None) -> Celery:
             SUBMIT_TASK: {"queue": INTAKE_QUEUE},
         },
     )
+    # Flower's task events published in batches, at most every 0.5 s (worker.consumer)
+    app.conf.worker_consumer = "worker.consumer:EventBatchingConsumer"
     if is_amqp(broker_url):
         app.conf.update({k: v for k, v in amqp_options().items()
                          if k != "broker_transport_options"})

@@ -61,13 +61,21 @@ def publish(redis_url: str, stock: bool, run: str) -> str:
         return type(conn.transport).__module__
 
 
-def _event_uuids(message: dict[str, Any]) -> list[str]:
+def _event_messages(message: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The Celery events one pub/sub message carries (a batch is a list); none for
+    anything else."""
+    if message is None or message["type"] != "pmessage":
+        return []
     envelope = json.loads(message["data"])
     body = envelope["body"]
     if envelope["properties"].get("body_encoding") == "base64":
         body = base64.b64decode(body)
     events = json.loads(body)
-    return [e.get("uuid", "") for e in (events if isinstance(events, list) else [events])]
+    return events if isinstance(events, list) else [events]
+
+
+def _event_uuids(message: dict[str, Any]) -> list[str]:
+    return [e.get("uuid", "") for e in _event_messages(message)]
 
 
 def received_events(events: redis.client.PubSub, run: str) -> int:
