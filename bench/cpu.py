@@ -5,7 +5,8 @@ in a thread: the process groups of a ``LocalStack`` (each child runs in its own 
 so a Celery worker's pool children share its process group), the PostgreSQL backends
 serving one database, the Redis server and this process. A process that exits between two
 samples loses at most its last second; one that appears later counts from zero. The
-sampler's own CPU is subtracted from this process's figure.
+sampler's own CPU, and the bench's own watching of the run (``watching``: its database
+polls and memory samples), are subtracted from this process's figure.
 
 ``cpu_seconds(pid)`` reads one process's ``utime + stime`` (the floor's server shares,
 ``bench.floor``); ``memory_kb(pid)`` its resident set: VmRSS from ``/proc/<pid>/status``
@@ -19,7 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -103,6 +105,23 @@ class CpuMeter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-meter", daemon=True)
         self._own_s = 0.0
+        self._watching_s = 0.0  # the caller's own watching (``watching``), another thread's
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """The calling thread's CPU inside is the bench's own watching of the run (its
+        polls of the database, its memory samples): not counted in its process's group,
+        as the meter's own sampling is not."""
+        t0 = time.thread_time()
+        try:
+            yield
+        finally:
+            self._watching_s += time.thread_time() - t0
+
+    @property
+    def uncounted_s(self) -> float:
+        """This process's CPU seconds left out of its group: the meter's and the watching."""
+        return self._own_s + self._watching_s
 
     def _sample(self) -> None:
         for entry in os.scandir("/proc"):
@@ -148,5 +167,5 @@ class CpuMeter:
                 totals[group] = totals.get(group, 0.0) + cpu - self._first[key]
         me = self._group.get(next((k for k in self._group if k[0] == os.getpid()), (0, 0)))
         if me is not None:
-            totals[me] = max(0.0, totals.get(me, 0.0) - self._own_s)
+            totals[me] = max(0.0, totals.get(me, 0.0) - self.uncounted_s)
         return totals
