@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 
 __all__ = [
     "FINKOK_LOGGERS",
+    "HTTP_LOGGERS",
     "MASK",
     "SIF_LOGGERS",
     "WATCHED_LOGGERS",
@@ -40,25 +41,26 @@ __all__ = [
 
 MASK = "********"
 
-# zeep/urllib3/requests: the Finkok client's SOAP envelopes.
-FINKOK_LOGGERS = (
-    "zeep",
-    "zeep.transports",
-    "zeep.wsdl.bindings.soap",
-    "zeep.client",
-    "zeep.xsd.schema",
-    "urllib3.connectionpool",
-    "requests",
-)
-# urllib3 (the SIF client; its connectionpool logger is also Finkok's), httpx/httpcore (the
-# health check's GET of SIF), and ours that log SIF's answers.
-SIF_LOGGERS = (
+# urllib3: both clients' HTTP (Finkok's under zeep, SIF's directly).
+HTTP_LOGGERS = (
     "urllib3",
     "urllib3.connectionpool",
     "urllib3.connection",
     "urllib3.poolmanager",
     "urllib3.response",
     "urllib3.util.retry",
+)
+# zeep (the Finkok client's SOAP envelopes), requests (what zeep loads by URL).
+FINKOK_LOGGERS = (
+    "zeep",
+    "zeep.transports",
+    "zeep.wsdl.bindings.soap",
+    "zeep.client",
+    "zeep.xsd.schema",
+    "requests",
+)
+# httpx/httpcore (the health check's GET of SIF), and ours that log SIF's answers.
+SIF_LOGGERS = (
     "httpx",
     "httpcore",
     "httpcore.connection",
@@ -69,7 +71,7 @@ SIF_LOGGERS = (
     "worker.sif",
     "worker.invoices.notify",
 )
-WATCHED_LOGGERS = FINKOK_LOGGERS + SIF_LOGGERS
+WATCHED_LOGGERS = HTTP_LOGGERS + FINKOK_LOGGERS + SIF_LOGGERS
 
 _ELEMENT = re.compile(
     r"(<(?P<p>[\w.-]+:)?(?P<name>password|reseller_password|passphrase|key)(?:\s[^>]*)?>)"
@@ -78,8 +80,7 @@ _ELEMENT = re.compile(
     re.IGNORECASE,
 )
 
-_secrets: set[str] = set()
-_longest_first: tuple[str, ...] = ()  # _secrets, longest first: "ab" masked before "a"
+_longest_first: tuple[str, ...] = ()  # the registered secrets, longest first: "ab" before "a"
 _lock = threading.Lock()
 
 
@@ -94,8 +95,7 @@ def register_secret(secret: str, *, min_length: int = 4) -> None:
     global _longest_first
     if len(secret) >= min_length:
         with _lock:
-            _secrets.add(secret)
-            _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+            _longest_first = tuple(sorted({*_longest_first, secret}, key=len, reverse=True))
     install()
 
 

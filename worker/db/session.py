@@ -116,7 +116,6 @@ KEEP_IDLE_S = 10.0
 
 @dataclass(eq=False)
 class _Kept:
-    engine: Engine
     connection: Connection
     sessions: _PinnedSessions
     pid: int
@@ -162,7 +161,7 @@ def pinned_sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
 def _take_kept(engine: Engine) -> _Kept:
     kept: _Kept | None = getattr(_kept, "pin", None)
     _kept.pin = None
-    if kept is not None and (kept.pid != os.getpid() or kept.engine is not engine
+    if kept is not None and (kept.pid != os.getpid() or kept.connection.engine is not engine
                              or kept.connection.closed or kept.connection.invalidated
                              or time.monotonic() - kept.last_used > KEEP_IDLE_S):
         kept.close()
@@ -172,7 +171,7 @@ def _take_kept(engine: Engine) -> _Kept:
             if not other.thread.is_alive() or other.pid != os.getpid():
                 other.close()
         connection = engine.connect()
-        kept = _Kept(engine, connection, _PinnedSessions(connection), os.getpid(),
+        kept = _Kept(connection, _PinnedSessions(connection), os.getpid(),
                      threading.current_thread(), time.monotonic())
         _all_kept[id(kept)] = kept
     return kept

@@ -36,7 +36,7 @@ from zeep.proxy import ServiceProxy
 from worker import redaction
 from worker.finkok import results, services
 from worker.finkok.services import ServiceInfo
-from worker.finkok.transport import make_transport, translate
+from worker.finkok.transport import StatusTransport, translate
 
 T = TypeVar("T")
 
@@ -90,7 +90,8 @@ class FinkokClient:
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._transport = make_transport(connect_timeout_s, read_timeout_s, pool_maxsize)
+        self._transport = StatusTransport(connect_timeout_s=connect_timeout_s,
+                                          read_timeout_s=read_timeout_s, pool_maxsize=pool_maxsize)
         self._proxies: dict[str, ServiceProxy] = {}
         self._clients: dict[str, ZeepClient] = {}
         self._lock = threading.Lock()

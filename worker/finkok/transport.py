@@ -77,12 +77,14 @@ class StatusTransport(Transport):
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float,
                  pool_maxsize: int = 10) -> None:
+        # zeep's own default has no operation timeout at all; ours, (connect, read), is
+        # the pool's for every POST (``timeout`` is for what zeep loads by URL)
         super().__init__(timeout=connect_timeout_s + read_timeout_s,  # type: ignore[no-untyped-call]
                          operation_timeout=(connect_timeout_s, read_timeout_s))
         self.session.trust_env = False  # no proxy/netrc surprises from the environment
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_maxsize, block=False,
-                                         retries=_NO_RETRIES, headers=_HEADERS)
-        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
+        self._pool = urllib3.PoolManager(
+            num_pools=4, maxsize=pool_maxsize, block=False, retries=_NO_RETRIES,
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
         self._local = threading.local()
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> Answer:
@@ -93,8 +95,7 @@ class StatusTransport(Transport):
             self.logger.debug("HTTP Post to %s:\n%s", address, _text(message))
         self._local.status = None
         response = self._pool.urlopen("POST", address, body=message,
-                                      headers={**_HEADERS, **headers}, retries=_NO_RETRIES,
-                                      redirect=False, timeout=self._timeout)
+                                      headers={**_HEADERS, **headers}, redirect=False)
         self._local.status = response.status
         if debug:
             self.logger.debug("HTTP Response from %s (status: %d):\n%s", address,
@@ -108,13 +109,6 @@ class StatusTransport(Transport):
     def close(self) -> None:
         self._pool.clear()
         self.session.close()
-
-
-def make_transport(connect_timeout_s: float, read_timeout_s: float,
-                   pool_maxsize: int = 10) -> StatusTransport:
-    """zeep's default has no operation timeout at all; ours is (connect, read)."""
-    return StatusTransport(connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
-                           pool_maxsize=pool_maxsize)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -221,7 +221,7 @@ class SifClient:
         started = time.monotonic()
         try:
             response = self._http.urlopen("PUT", url, body=content, headers=headers,
-                                          redirect=False, retries=NO_RETRIES, preload_content=False)
+                                          redirect=False, preload_content=False)
             try:
                 raw = response.read(MAX_BODY_TEXT_BYTES)
                 status = response.status
@@ -240,6 +240,6 @@ class SifClient:
                 duration_ms=_elapsed_ms(started),
             ) from None
         duration = _elapsed_ms(started)
-        text = raw[:MAX_BODY_TEXT_BYTES].decode("utf-8", errors="replace")
+        text = raw.decode("utf-8", errors="replace")  # (read at most MAX_BODY_TEXT_BYTES)
         log.debug("SIF PUT %s -> %s in %d ms", url, status, duration)
         return SifResponse(status_code=status, body_text=redact(text), duration_ms=duration)
